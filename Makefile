@@ -1,0 +1,60 @@
+# The front door. Every target installs what it needs first (lab/setup.sh,
+# idempotent), so on a fresh Debian 12 machine `make demo` and `make test`
+# are all there is to type.
+
+KERNEL ?= 6.12
+PORTS ?=
+CMD ?=
+export KERNEL PORTS
+
+VENV := .venv
+PYTEST := $(VENV)/bin/pytest
+VM_RUN := lab/vm-run
+TEST_LOGS := build/test
+# pytest's closing line in a tier's log, or a word on why there is none.
+SUMMARY := summary() { grep -E '^=+ .* in [0-9.]+s' "$$1" | tail -n 1 | grep . || echo "no pytest summary (see $$1)"; }; summary
+
+.PHONY: setup test test-host test-guest demo driver vm clean
+
+setup:
+	@lab/setup.sh
+
+# Both tiers always run; the last two lines are their pytest summaries and
+# the target fails if either tier failed.
+test: setup
+	@mkdir -p $(TEST_LOGS); status=0; \
+	$(MAKE) --no-print-directory test-host || status=1; \
+	$(MAKE) --no-print-directory test-guest || status=1; \
+	echo; \
+	printf 'host tier:  %s\n' "$$($(SUMMARY) $(TEST_LOGS)/host.log)"; \
+	printf 'guest tier: %s\n' "$$($(SUMMARY) $(TEST_LOGS)/guest.log)"; \
+	exit $$status
+
+# Tests that need no module, on the host.
+test-host: setup
+	@mkdir -p $(TEST_LOGS)
+	@set -o pipefail; $(PYTEST) -m "not guest" $(PYTEST_ARGS) 2>&1 | tee $(TEST_LOGS)/host.log
+
+# Every test that needs the module, in one guest boot. The project tree is
+# read-only in the guest, hence no pytest cache.
+test-guest: setup
+	@mkdir -p $(TEST_LOGS)
+	@set -o pipefail; $(VM_RUN) -- pytest -p no:cacheprovider -m guest $(PYTEST_ARGS) 2>&1 | tee $(TEST_LOGS)/guest.log
+
+# Run CMD as root in the guest with vcam loaded, e.g.
+#   make vm CMD='v4l2-ctl --list-devices' PORTS=9477
+vm: setup
+	@if [ -z "$(CMD)" ]; then echo "make vm: say what to run, e.g. make vm CMD='uname -r'" >&2; exit 2; fi
+	@$(VM_RUN) -- sh -c '$(subst ','\'',$(CMD))'
+
+# Build the module against the guest kernel's headers (the runner does
+# this by itself; this target is for looking at compiler output).
+driver: setup
+	@$(MAKE) -C driver KDIR=$$(lab/vm-run --print-kdir)
+
+demo: setup
+	@$(VM_RUN) -- lab/demo-guest.sh
+
+clean:
+	-$(MAKE) -C driver clean
+	rm -rf build

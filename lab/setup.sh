@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# Installs everything the lab needs, and nothing twice.
+#
+#   lab/setup.sh            Debian packages, the guest kernel, the virtualenv
+#
+# Idempotent: when everything is in place it changes nothing and returns in
+# well under a second. Needs root, or sudo for the apt step.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+venv="$top/.venv"
+stamp="$venv/.vcam-installed"
+# The Debian python that sees python3-bpfcc (the PATH python may not).
+system_python=/usr/bin/python3
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null; then
+		sudo "$@"
+	else
+		die "need root (or sudo) to run: $*"
+	fi
+}
+
+[ -r /etc/debian_version ] || die "this set-up needs Debian 12 (apt); see README.md for other systems"
+
+# What the lab runs: the guest (qemu), the module build, the BPF tools,
+# the V4L2 peers and Prometheus. The guest kernel is added below.
+packages=(
+	qemu-system-x86 kmod busybox-static
+	build-essential bc
+	bpfcc-tools python3-bpfcc
+	v4l-utils gstreamer1.0-tools gstreamer1.0-plugins-good ffmpeg
+	prometheus
+	python3-venv tmux curl
+)
+
+# The guest kernel series this project boots by default, and what to
+# install for it: Debian's newest point release of that series.
+kernel_series=${KERNEL:-6.12}
+
+apt_updated=
+apt_update_once() {
+	[ -n "$apt_updated" ] && return
+	say "apt-get update"
+	as_root apt-get update -qq
+	apt_updated=1
+}
+
+missing_packages() {
+	local p
+	for p in "$@"; do
+		dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || echo "$p"
+	done
+}
+
+# Newest installed kernel of the series that has its headers, if any.
+installed_kernel() {
+	local v
+	for v in $(ls /lib/modules 2>/dev/null | grep -E "^${kernel_series//./\\.}\.[0-9]+\+deb12-amd64$" | sort -rV); do
+		if [ -f "/boot/vmlinuz-$v" ] && [ -e "/lib/modules/$v/build/Makefile" ]; then
+			echo "$v"
+			return
+		fi
+	done
+}
+
+# Newest point release of the series that apt offers.
+available_kernel() {
+	apt-cache search --names-only "^linux-image-${kernel_series//./\\.}\.[0-9]+\+deb12-amd64-unsigned\$" |
+		awk '{print $1}' | sed -E 's/^linux-image-(.*)-unsigned$/\1/' | sort -V | tail -n 1
+}
+
+case "$kernel_series" in
+6.12) ;;
+*) die "unknown KERNEL '$kernel_series' (known: 6.12)" ;;
+esac
+
+want=($(missing_packages "${packages[@]}"))
+kver=$(installed_kernel)
+if [ -z "$kver" ]; then
+	apt_update_once
+	kver=$(available_kernel)
+	[ -n "$kver" ] || die "no linux-image-$kernel_series.*+deb12-amd64-unsigned in apt's lists (is bookworm-security in the sources?)"
+	want+=("linux-image-$kver-unsigned" "linux-headers-$kver")
+fi
+
+if [ ${#want[@]} -gt 0 ]; then
+	apt_update_once
+	say "installing ${want[*]}"
+	# INITRD=No: the guest boots without the distro initramfs, so skip
+	# building one (it takes a minute and is never used).
+	as_root env DEBIAN_FRONTEND=noninteractive INITRD=No \
+		apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+fi
+
+# The virtualenv: Debian's python with system site packages so that bcc
+# (python3-bpfcc) imports; the project installed editable with the lab's
+# tools. Reinstalled only when pyproject.toml changes.
+if [ ! -x "$venv/bin/python" ]; then
+	say "creating $venv"
+	"$system_python" -m venv --system-site-packages "$venv"
+fi
+want_stamp=$(sha256sum "$top/pyproject.toml" | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ]; then
+	say "installing the Python packages into $venv"
+	"$venv/bin/pip" install -q --disable-pip-version-check -e "$top[dev]"
+	echo "$want_stamp" >"$stamp"
+fi

@@ -1,0 +1,1 @@
+"""vcam producer: feeds frames held in DMA-BUFs to a vcam virtual camera."""

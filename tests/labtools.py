@@ -1,0 +1,25 @@
+"""Helpers for tests of the lab itself: the runner as a module and as a command."""
+
+import importlib.machinery
+import importlib.util
+import subprocess
+from pathlib import Path
+
+TOP = Path(__file__).resolve().parent.parent
+VM_RUN = TOP / "lab" / "vm-run"
+
+
+def load_vm_run():
+    """lab/vm-run has no .py suffix; import it by path for its pure functions."""
+    loader = importlib.machinery.SourceFileLoader("vm_run", str(VM_RUN))
+    spec = importlib.util.spec_from_loader("vm_run", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def vm_run(*args, env=None, timeout=600):
+    """Run lab/vm-run with ARGS; returns the CompletedProcess with bytes output."""
+    return subprocess.run(
+        [str(VM_RUN), *args], capture_output=True, env=env, timeout=timeout, cwd=TOP
+    )

@@ -1,0 +1,221 @@
+"""The guest runner (lab/vm-run), tested on the host: its pure logic, its
+refusals, and real guest boots for what only a boot can show."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from labtools import TOP, VM_RUN, load_vm_run, vm_run
+
+vm = load_vm_run()
+
+
+# --- pure logic ------------------------------------------------------------
+
+def test_ports_are_parsed_and_checked():
+    assert vm.parse_ports("9477, 9090") == [9477, 9090]
+    assert vm.parse_ports("") == []
+    for bad in ("http", "0", "70000", "9477,9477"):
+        with pytest.raises(vm.RunnerError):
+            vm.parse_ports(bad)
+
+
+def fake_kernel(tmp_path, version, headers=True, image=True):
+    modules = tmp_path / "modules" / version
+    modules.mkdir(parents=True)
+    (tmp_path / "boot").mkdir(exist_ok=True)
+    if headers:
+        (modules / "build").mkdir()
+        (modules / "build" / "Makefile").touch()
+    if image:
+        (tmp_path / "boot" / f"vmlinuz-{version}").touch()
+
+
+def test_newest_kernel_with_image_and_headers_is_chosen(tmp_path):
+    fake_kernel(tmp_path, "6.12.9+deb12-amd64")
+    fake_kernel(tmp_path, "6.12.41+deb12-amd64")
+    fake_kernel(tmp_path, "6.12.50+deb12-amd64", headers=False)
+    fake_kernel(tmp_path, "6.12.51+deb12-amd64", image=False)
+    fake_kernel(tmp_path, "6.1.0-30-amd64")
+    found = vm.find_kernel("6.12", tmp_path / "modules", tmp_path / "boot")
+    assert found == "6.12.41+deb12-amd64"
+
+
+def test_unknown_or_missing_kernel_is_refused(tmp_path):
+    with pytest.raises(vm.RunnerError, match="unknown KERNEL '5.4'"):
+        vm.find_kernel("5.4")
+    with pytest.raises(vm.RunnerError, match="make setup KERNEL=6.12"):
+        vm.find_kernel("6.12", tmp_path / "none", tmp_path / "boot")
+
+
+def test_bad_kernel_log_lines_are_found():
+    log = "\n".join([
+        "[    1.0] loading out-of-tree module taints kernel.",
+        "[    2.0] WARNING: CPU: 1 PID: 7 at drivers/media/x.c:10 f+0x1/0x2",
+        "[    3.0] BUG: kernel NULL pointer dereference, address: 0000000000000008",
+        "[    4.0] Oops: 0000 [#1] PREEMPT SMP NOPTI",
+        "[    5.0] general protection fault, probably for non-canonical address",
+        "[    6.0] BUG: KASAN: slab-use-after-free in vcam_release",
+        "[    7.0] vivid-000: V4L2 capture device registered as video0",
+    ])
+    bad = vm.bad_log_lines(log)
+    assert [line[:8] for line in bad] == ["[    2.0", "[    3.0", "[    4.0", "[    5.0", "[    6.0"]
+
+
+# --- refusals: one line, non-zero, nothing started ---------------------------
+
+def runner_lines(stderr):
+    return [line for line in stderr.decode().splitlines() if line.startswith("vm-run:")]
+
+
+def assert_one_line_error(result, text):
+    assert result.returncode != 0
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("vm-run: error: ") and text in lines[0]
+
+
+def test_unknown_kernel_gets_one_line():
+    result = vm_run("--kernel", "5.4", "--", "true")
+    assert_one_line_error(result, "unknown KERNEL '5.4' (known: 6.12)")
+
+
+def test_missing_qemu_gets_one_line():
+    env = dict(os.environ, PATH="/nonexistent")
+    result = subprocess.run([sys.executable, str(VM_RUN), "--", "true"], capture_output=True, env=env)
+    assert_one_line_error(result, "qemu-system-x86_64 is not installed")
+
+
+def test_busy_port_gets_one_line():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = vm_run("--ports", str(port), "--", "true")
+    assert_one_line_error(result, f"port {port} is already in use")
+
+
+def test_make_vm_without_cmd_explains():
+    result = subprocess.run(["make", "-s", "vm"], cwd=TOP, capture_output=True)
+    assert result.returncode != 0
+    assert b"say what to run" in result.stderr
+
+
+# --- real boots -------------------------------------------------------------
+
+def qemu_processes(run_dir):
+    ps = subprocess.run(["pgrep", "-af", "qemu-system"], capture_output=True, text=True).stdout
+    return [line for line in ps.splitlines() if run_dir in line]
+
+
+def run_dir_of(stderr):
+    match = re.search(r"run directory (\S+)", stderr)
+    assert match, stderr
+    return match.group(1)
+
+
+def test_output_and_status_come_back_byte_for_byte():
+    program = (
+        "import sys; sys.stdout.buffer.write(bytes(range(256)) * 3); "
+        "sys.stderr.buffer.write(b'to stderr\\x00\\xfe\\n'); sys.exit(7)"
+    )
+    result = vm_run("--no-driver", "--", "python3", "-c", program)
+    assert result.returncode == 7
+    assert result.stdout == bytes(range(256)) * 3
+    assert b"to stderr\x00\xfe\n" in result.stderr
+    # Everything else on stderr is the runner's own progress.
+    rest = result.stderr.replace(b"to stderr\x00\xfe\n", b"").decode().splitlines()
+    assert rest and all(line.startswith("vm-run: ") for line in rest), rest
+    assert not qemu_processes(run_dir_of(result.stderr.decode(errors="replace")))
+
+
+def test_kernel_warning_fails_the_run_and_the_log_is_saved():
+    line = "WARNING: CPU: 0 PID: 1 at lab/vm-run test: planted by the runner test"
+    result = vm_run("--no-driver", "--", "sh", "-c", f"echo '{line}' > /dev/kmsg")
+    assert result.returncode != 0
+    stderr = result.stderr.decode()
+    assert "bad line(s)" in stderr and line in stderr
+    saved = (TOP / "build" / "vm" / "last-dmesg.log").read_text()
+    assert line in saved
+
+
+def test_guest_that_does_not_boot_in_time_is_killed():
+    result = vm_run("--no-driver", "--boot-timeout", "2", "--", "true")
+    stderr = result.stderr.decode()
+    assert result.returncode != 0
+    assert "did not boot within 2 s" in stderr
+    assert not qemu_processes(run_dir_of(stderr))
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+GUEST_SERVER = """
+import http.server
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"hello from the guest")
+server = http.server.HTTPServer(("0.0.0.0", {port}), Hello)
+server.timeout = 120
+server.handle_request()
+"""
+
+
+def test_guest_port_is_forwarded_to_the_host():
+    port = free_port()
+    runner = subprocess.Popen(
+        [str(VM_RUN), "--no-driver", "--ports", str(port), "--", "python3", "-c", GUEST_SERVER.format(port=port)],
+        cwd=TOP, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    body = None
+    deadline = time.monotonic() + 240
+    try:
+        while body is None and time.monotonic() < deadline and runner.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                    body = response.read()
+            except OSError:
+                time.sleep(1)  # QEMU or the guest's server is not up yet
+        _, stderr = runner.communicate(timeout=120)
+    finally:
+        runner.kill()
+    assert body == b"hello from the guest", stderr.decode()
+    assert runner.returncode == 0, stderr.decode()
+
+
+def test_interrupted_runner_leaves_no_qemu():
+    runner = subprocess.Popen(
+        [str(VM_RUN), "--no-driver", "--", "sleep", "600"],
+        cwd=TOP, stderr=subprocess.PIPE, text=True,
+    )
+    seen = []
+    for line in runner.stderr:
+        seen.append(line)
+        if "guest up" in line:
+            break
+    run_dir = run_dir_of("".join(seen))
+    assert qemu_processes(run_dir), "the guest should be running now"
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=30) != 0
+    assert not qemu_processes(run_dir)
+
+
+def test_guest_test_on_the_host_fails_loudly():
+    env = {k: v for k, v in os.environ.items() if k != "VCAM_GUEST"}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/test_lab_guest.py"],
+        cwd=TOP, env=env, capture_output=True, text=True,
+    )
+    assert result.returncode == 1
+    assert "must run in the guest kernel" in result.stdout
+    assert "skipped" not in result.stdout.splitlines()[-1]

@@ -56,5 +56,5 @@ demo: setup
 	@$(VM_RUN) -- lab/demo-guest.sh
 
 clean:
-	-$(MAKE) -C driver clean
+	-$(MAKE) -C driver clean KDIR=$$(lab/vm-run --print-kdir)
 	rm -rf build

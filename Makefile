@@ -2,6 +2,8 @@
 # idempotent), so on a fresh Debian 12 machine `make demo` and `make test`
 # are all there is to type.
 
+SHELL := /bin/bash
+
 KERNEL ?= 6.12
 PORTS ?=
 CMD ?=

@@ -13,6 +13,8 @@ VENV := .venv
 PYTEST := $(VENV)/bin/pytest
 VM_RUN := lab/vm-run
 TEST_LOGS := build/test
+# Seconds the guest tier may take before the guest is killed (CI has 90 min).
+GUEST_TIER_TIMEOUT := 3600
 # pytest's closing line in a tier's log, or a word on why there is none.
 SUMMARY := summary() { grep -E '^=+ .* in [0-9.]+s' "$$1" | tail -n 1 | grep . || echo "no pytest summary (see $$1)"; }; summary
 
@@ -41,7 +43,7 @@ test-host: setup
 # read-only in the guest, hence no pytest cache.
 test-guest: setup
 	@mkdir -p $(TEST_LOGS)
-	@set -o pipefail; $(VM_RUN) -- pytest -p no:cacheprovider -m guest $(PYTEST_ARGS) 2>&1 | tee $(TEST_LOGS)/guest.log
+	@set -o pipefail; $(VM_RUN) --timeout $(GUEST_TIER_TIMEOUT) -- pytest -p no:cacheprovider -m guest $(PYTEST_ARGS) 2>&1 | tee $(TEST_LOGS)/guest.log
 
 # Run CMD as root in the guest with vcam loaded, e.g.
 #   make vm CMD='v4l2-ctl --list-devices' PORTS=9477

@@ -98,6 +98,12 @@ if [ ${#want[@]} -gt 0 ]; then
 		apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
 fi
 
+# v4l2-compliance from trixie (bookworm's is too old for 6.12).
+if [ ! -x /opt/vcam/bin/v4l2-compliance ]; then
+	say "installing v4l2-compliance from Debian 13 into /opt/vcam"
+	as_root "$top/lab/install-v4l2-compliance.sh"
+fi
+
 # The virtualenv: Debian's python with system site packages so that bcc
 # (python3-bpfcc) imports; the project installed editable with the lab's
 # tools. Reinstalled only when pyproject.toml changes.

@@ -18,7 +18,7 @@ GUEST_TIER_TIMEOUT := 3600
 # pytest's closing line in a tier's log, or a word on why there is none.
 SUMMARY := summary() { grep -E '^=+ .* in [0-9.]+s' "$$1" | tail -n 1 | grep . || echo "no pytest summary (see $$1)"; }; summary
 
-.PHONY: setup test test-host test-guest demo driver vm clean
+.PHONY: setup test test-host test-guest demo driver vm bench clean
 
 setup:
 	@lab/setup.sh
@@ -58,6 +58,12 @@ driver: setup
 
 demo: setup
 	@$(VM_RUN) -- lab/demo-guest.sh
+
+# Benchmarks print tables; they assert nothing.
+bench: setup
+	@mkdir -p build
+	@$(CC) -O2 -Wall -Wextra -Idriver/include/uapi bench/vcam-bench.c -o build/vcam-bench
+	@$(VM_RUN) -- sh -c 'python3 bench/run.py build/vcam-bench && echo && python3 bench/framepath.py'
 
 clean:
 	-$(MAKE) -C driver clean KDIR=$$(lab/vm-run --print-kdir)

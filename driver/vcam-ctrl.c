@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: GPL-2.0+
+/*
+ * vcam - the control node /dev/vcam
+ *
+ * Each open file is one future camera: VCAM_IOC_CREATE makes it, the other
+ * ioctls feed it, closing the file removes it.
+ */
+
+#include <linux/build_bug.h>
+#include <linux/ctype.h>
+#include <linux/fs.h>
+#include <linux/mm.h>
+#include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+
+#include "vcam-core.h"
+#include "vcam-compat.h"
+
+/* The uAPI layouts are fixed: same sizes on every ABI, no padding */
+static_assert(sizeof(struct vcam_frame) == 8);
+static_assert(sizeof(struct vcam_ioc_create) == 48);
+static_assert(sizeof(struct vcam_ioc_queue) == 24);
+static_assert(sizeof(struct vcam_ioc_dequeue) == 16);
+static_assert(sizeof(struct vcam_ioc_wait) == 16);
+static_assert(offsetof(struct vcam_ioc_create, frames) == 40);
+static_assert(offsetof(struct vcam_ioc_queue, timestamp) == 16);
+static_assert(offsetof(struct vcam_ioc_dequeue, timestamp) == 8);
+
+/**
+ * struct vcam_ctrl - one open file of the control node
+ * @lock: serializes VCAM_IOC_CREATE of this file
+ * @dev: the camera, once created; set once (release/acquire), cleared only
+ *	when the file is released
+ */
+struct vcam_ctrl {
+	struct mutex lock;	/* serializes CREATE */
+	struct vcam_device *dev;
+};
+
+static struct vcam_device *vcam_ctrl_device(struct vcam_ctrl *ctrl)
+{
+	/* Pairs with the release in vcam_ioc_create(): a camera seen is whole */
+	return smp_load_acquire(&ctrl->dev);
+}
+
+/* ---------------------------------------------------------------------- */
+/* VCAM_IOC_CREATE                                                         */
+
+static int vcam_check_label(char *card, u64 uptr)
+{
+	long len;
+	int i;
+
+	len = strncpy_from_user(card, u64_to_user_ptr(uptr), VCAM_LABEL_MAX);
+	if (len < 0)
+		return len;
+	if (len >= VCAM_LABEL_MAX)
+		return -E2BIG;
+	if (!len || !isalnum(card[0]) || !isalnum(card[len - 1]))
+		return -EINVAL;
+	for (i = 0; i < len; i++)
+		if (!isalnum(card[i]) && card[i] != ' ')
+			return -EINVAL;
+	return 0;
+}
+
+static bool vcam_colorspace_valid(u32 colorspace)
+{
+	switch (colorspace) {
+	case V4L2_COLORSPACE_SMPTE170M:
+	case V4L2_COLORSPACE_SMPTE240M:
+	case V4L2_COLORSPACE_REC709:
+	case V4L2_COLORSPACE_470_SYSTEM_M:
+	case V4L2_COLORSPACE_470_SYSTEM_BG:
+	case V4L2_COLORSPACE_JPEG:
+	case V4L2_COLORSPACE_SRGB:
+	case V4L2_COLORSPACE_OPRGB:
+	case V4L2_COLORSPACE_BT2020:
+	case V4L2_COLORSPACE_RAW:
+	case V4L2_COLORSPACE_DCI_P3:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/*
+ * Strict: anything that would have to be clamped, rounded or replaced is
+ * refused. The frame size is checked for overflow on the size asked for,
+ * before the range check.
+ */
+static int vcam_check_format(const struct vcam_ioc_create *req,
+			     struct vcam_config *cfg)
+{
+	struct v4l2_pix_format *pix = &cfg->fmt;
+	const struct vcam_format_info *finfo;
+	int ret;
+
+	finfo = vcam_format_find(req->pixelformat);
+	if (!finfo)
+		return -EINVAL;
+
+	memset(pix, 0, sizeof(*pix));
+	pix->width = req->width ? req->width : VCAM_DEF_WIDTH;
+	pix->height = req->height ? req->height : VCAM_DEF_HEIGHT;
+	pix->pixelformat = finfo->fourcc;
+	pix->field = V4L2_FIELD_NONE;
+	pix->colorspace = req->colorspace ? req->colorspace :
+					    V4L2_COLORSPACE_SRGB;
+
+	ret = vcam_format_fill(pix, finfo);
+	if (ret)
+		return ret;
+
+	if (pix->width < VCAM_MIN_WIDTH || pix->width > VCAM_MAX_WIDTH ||
+	    pix->height < VCAM_MIN_HEIGHT || pix->height > VCAM_MAX_HEIGHT ||
+	    pix->width % finfo->hstep || pix->height % finfo->vstep)
+		return -EINVAL;
+	if (!vcam_colorspace_valid(pix->colorspace))
+		return -EINVAL;
+	if (req->bytesperline && req->bytesperline != pix->bytesperline)
+		return -EINVAL;
+
+	cfg->finfo = finfo;
+	return 0;
+}
+
+static int vcam_check_create(const struct vcam_ioc_create *req,
+			     struct vcam_config *cfg)
+{
+	int ret;
+
+	if (req->reserved || req->device_nr)
+		return -EINVAL;
+	if (req->nr_frames < VCAM_MIN_FRAMES)
+		return -EINVAL;
+	if (req->nr_frames > VCAM_MAX_FRAMES)
+		return -E2BIG;
+	if (!req->frames)
+		return -EINVAL;
+
+	ret = vcam_check_label(cfg->card, req->device_name);
+	if (ret)
+		return ret;
+	ret = vcam_check_format(req, cfg);
+	if (ret)
+		return ret;
+
+	cfg->nr_frames = req->nr_frames;
+	return 0;
+}
+
+static int vcam_put_frames(const struct vcam_ioc_create *req,
+			   const struct vcam_config *cfg)
+{
+	struct vcam_frame __user *frames = u64_to_user_ptr(req->frames);
+	struct vcam_frame frame = { .length = cfg->fmt.sizeimage };
+
+	for (frame.index = 0; frame.index < cfg->nr_frames; frame.index++)
+		if (copy_to_user(&frames[frame.index], &frame, sizeof(frame)))
+			return -EFAULT;
+	return 0;
+}
+
+static int vcam_ioc_create(struct vcam_ctrl *ctrl, void __user *argp)
+{
+	struct vcam_ioc_create req;
+	struct vcam_device *dev;
+	struct vcam_config cfg;
+	int ret;
+
+	mutex_lock(&ctrl->lock);
+	if (ctrl->dev) {
+		ret = -EBUSY;
+		goto unlock;
+	}
+	if (copy_from_user(&req, argp, sizeof(req))) {
+		ret = -EFAULT;
+		goto unlock;
+	}
+	ret = vcam_check_create(&req, &cfg);
+	if (ret)
+		goto unlock;
+	/* Before the node exists, so that a bad pointer leaves nothing */
+	ret = vcam_put_frames(&req, &cfg);
+	if (ret)
+		goto unlock;
+
+	dev = vcam_device_create(&cfg);
+	if (IS_ERR(dev)) {
+		ret = PTR_ERR(dev);
+		goto unlock;
+	}
+
+	req.device_nr = dev->nr;
+	if (copy_to_user(argp, &req, sizeof(req))) {
+		ret = -EFAULT;
+		goto destroy_dev;
+	}
+
+	/* Publish the camera only once it is complete */
+	smp_store_release(&ctrl->dev, dev);
+	mutex_unlock(&ctrl->lock);
+	return 0;
+
+destroy_dev:
+	vcam_device_destroy(dev);
+unlock:
+	mutex_unlock(&ctrl->lock);
+	return ret;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The other ioctls                                                        */
+
+static int vcam_ioc_queue(struct vcam_device *dev, void __user *argp)
+{
+	struct vcam_ioc_queue req;
+
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	return vcam_out_queue(dev->nr, dev, &req);
+}
+
+static int vcam_ioc_dequeue(struct vcam_device *dev, struct file *file,
+			    void __user *argp)
+{
+	struct vcam_ioc_dequeue res = { };
+	int ret;
+
+	ret = vcam_out_dequeue(dev->nr, dev, &res, file->f_flags & O_NONBLOCK);
+	if (ret)
+		return ret;
+	/*
+	 * The slot is the producer's again even if it cannot be told: a
+	 * producer that passes a bad pointer loses track of its own slot.
+	 */
+	if (copy_to_user(argp, &res, sizeof(res)))
+		return -EFAULT;
+	return 0;
+}
+
+static int vcam_ioc_status(struct vcam_device *dev, void __user *argp)
+{
+	u64 status = vcam_status(dev);
+
+	return copy_to_user(argp, &status, sizeof(status)) ? -EFAULT : 0;
+}
+
+static int vcam_ioc_wait(struct vcam_device *dev, struct file *file,
+			 void __user *argp)
+{
+	struct vcam_ioc_wait req;
+	int ret;
+
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (!req.mask || req.mask & ~VCAM_STATUS_MASK)
+		return -EINVAL;
+
+	if (file->f_flags & O_NONBLOCK) {
+		if ((vcam_status(dev) & req.mask) != req.mask)
+			return -EAGAIN;
+	} else {
+		ret = wait_event_interruptible(dev->status_wait,
+					       (vcam_status(dev) & req.mask) ==
+					       req.mask);
+		if (ret)
+			return ret;
+	}
+
+	req.status = vcam_status(dev);
+	return copy_to_user(argp, &req, sizeof(req)) ? -EFAULT : 0;
+}
+
+static long vcam_ctrl_ioctl(struct file *file, unsigned int cmd,
+			    unsigned long arg)
+{
+	struct vcam_ctrl *ctrl = file->private_data;
+	void __user *argp = (void __user *)arg;
+	struct vcam_device *dev;
+
+	if (cmd == VCAM_IOC_CREATE)
+		return vcam_ioc_create(ctrl, argp);
+
+	dev = vcam_ctrl_device(ctrl);
+	if (!dev)
+		return -ENOTTY;
+
+	switch (cmd) {
+	case VCAM_IOC_QUEUE:
+		return vcam_ioc_queue(dev, argp);
+	case VCAM_IOC_DEQUEUE:
+		return vcam_ioc_dequeue(dev, file, argp);
+	case VCAM_IOC_STATUS:
+		return vcam_ioc_status(dev, argp);
+	case VCAM_IOC_WAIT:
+		return vcam_ioc_wait(dev, file, argp);
+	default:
+		return -ENOTTY;
+	}
+}
+
+/* ---------------------------------------------------------------------- */
+/* File operations                                                         */
+
+static __poll_t vcam_ctrl_poll(struct file *file, poll_table *wait)
+{
+	struct vcam_ctrl *ctrl = file->private_data;
+	struct vcam_device *dev = vcam_ctrl_device(ctrl);
+	__poll_t mask = 0;
+
+	if (!dev)
+		return EPOLLERR;
+
+	poll_wait(file, &dev->out_wait, wait);
+	if (vcam_out_dequeue_ready(dev))
+		mask |= EPOLLIN | EPOLLRDNORM;
+	if (vcam_out_queue_ready(dev))
+		mask |= EPOLLOUT | EPOLLWRNORM;
+	return mask;
+}
+
+/*
+ * The slots' driver-allocated buffers: slot i at offset i * the frame size
+ * rounded up to pages. A mapping holds the file, so the buffers outlive it.
+ */
+static int vcam_ctrl_mmap(struct file *file, struct vm_area_struct *vma)
+{
+	struct vcam_ctrl *ctrl = file->private_data;
+	struct vcam_device *dev = vcam_ctrl_device(ctrl);
+	unsigned long slot_pages, index;
+	void *mem;
+
+	if (!dev)
+		return -ENODEV;
+	if (!(vma->vm_flags & VM_SHARED))
+		return -EINVAL;
+
+	slot_pages = vcam_slot_mem_size(dev) >> PAGE_SHIFT;
+	index = vma->vm_pgoff / slot_pages;
+	if (vma->vm_pgoff % slot_pages || index >= dev->nr_slots ||
+	    vma->vm_end - vma->vm_start > slot_pages << PAGE_SHIFT)
+		return -EINVAL;
+
+	mem = vcam_slot_mem(dev, index);
+	if (!mem)
+		return -ENOMEM;
+	return remap_vmalloc_range(vma, mem, 0);
+}
+
+static int vcam_ctrl_open(struct inode *inode, struct file *file)
+{
+	struct vcam_ctrl *ctrl;
+
+	ctrl = kzalloc(sizeof(*ctrl), GFP_KERNEL);
+	if (!ctrl)
+		return -ENOMEM;
+	mutex_init(&ctrl->lock);
+	file->private_data = ctrl;
+	return nonseekable_open(inode, file);
+}
+
+static int vcam_ctrl_release(struct inode *inode, struct file *file)
+{
+	struct vcam_ctrl *ctrl = file->private_data;
+
+	if (ctrl->dev)
+		vcam_device_destroy(ctrl->dev);
+	mutex_destroy(&ctrl->lock);
+	kfree(ctrl);
+	return 0;
+}
+
+const struct file_operations vcam_ctrl_fops = {
+	.owner		= THIS_MODULE,
+	.open		= vcam_ctrl_open,
+	.release	= vcam_ctrl_release,
+	.poll		= vcam_ctrl_poll,
+	.mmap		= vcam_ctrl_mmap,
+	.unlocked_ioctl	= vcam_ctrl_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+	.llseek		= noop_llseek,
+};

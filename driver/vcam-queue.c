@@ -1,0 +1,849 @@
+// SPDX-License-Identifier: GPL-2.0+
+/*
+ * vcam - the capture vb2 queue and the frame path
+ *
+ * The producer queues output slots (VCAM_IOC_QUEUE), the consumer queues
+ * capture buffers (vb2 buf_queue). A work item, the frame path, pairs the
+ * oldest queued output frame with a capture buffer and delivers it:
+ *
+ *  - zero-copy, when a queued capture buffer imports the very DMA-BUF of
+ *    the output frame (whatever its place in the capture queue): only the
+ *    payload size, timestamp and sequence are set. The slot then stays in
+ *    flight until the consumer queues that capture buffer again or stops
+ *    streaming, so the producer never gets back memory that a consumer may
+ *    still be reading;
+ *  - by a CPU copy otherwise, into the oldest queued capture buffer that
+ *    does not share its memory with a frame still owned by the driver;
+ *  - with V4L2_BUF_FLAG_ERROR when neither is possible. A short payload of
+ *    an uncompressed format is delivered and flagged as an error too.
+ *
+ * Frames are never dropped: an output frame waits for a capture buffer, and
+ * a producer that runs ahead runs out of slots (back-pressure).
+ *
+ * Observable functions. These are global, noinline, never cloned symbols
+ * with stable names so that kprobes (observe/) can attach to them. Each takes the
+ * device number (the N of /dev/videoN) first and the rest of its context in
+ * scalar arguments that sit in registers:
+ *
+ *   vcam_out_queue(dev_nr, dev, req)
+ *	VCAM_IOC_QUEUE handling; req is the &struct vcam_ioc_queue copied from
+ *	user space (uAPI layout); returns 0 or -errno.
+ *   vcam_out_dequeue(dev_nr, dev, res, nonblock)
+ *	VCAM_IOC_DEQUEUE handling; fills the &struct vcam_ioc_dequeue res;
+ *	returns 0 or -errno.
+ *   vcam_dispatch(dev_nr, out_index, cap_index, bytes, out, cap)
+ *	one paired frame: chooses the path, delivers, completes the capture
+ *	buffer; returns the &enum vcam_path taken.
+ *   vcam_zero_copy(dev_nr, out_index, cap_index, bytes, out, cap)
+ *	the zero-copy delivery (metadata only).
+ *   vcam_copy(dev_nr, out_index, cap_index, bytes, out, cap)
+ *	the CPU copy of the payload (bytes long); returns 0 or -errno.
+ *   vcam_out_release(dev_nr, out_index, cap_index, out, dbuf)
+ *	an in-flight slot is released because its capture buffer came back.
+ */
+
+#include <linux/dma-buf.h>
+#include <linux/dma-direction.h>
+#include <linux/iosys-map.h>
+#include <linux/ktime.h>
+#include <linux/math64.h>
+#include <linux/minmax.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <media/videobuf2-vmalloc.h>
+
+#include "vcam-core.h"
+#include "vcam-compat.h"
+
+/* How long a producer counts as delivering after its last QUEUE */
+#define VCAM_SIGNAL_TIMEOUT_NS	(2 * NSEC_PER_SEC)
+
+/**
+ * enum vcam_path - how a frame was delivered
+ * @VCAM_PATH_ZERO_COPY: the capture buffer imports the output DMA-BUF
+ * @VCAM_PATH_COPY: the payload was copied by the CPU
+ * @VCAM_PATH_ERROR: the capture buffer was completed with an error
+ */
+enum vcam_path {
+	VCAM_PATH_ZERO_COPY,
+	VCAM_PATH_COPY,
+	VCAM_PATH_ERROR,
+};
+
+static struct vcam_cap_buf *to_cap_buf(struct vb2_buffer *vb)
+{
+	return container_of(to_vb2_v4l2_buffer(vb), struct vcam_cap_buf, vb);
+}
+
+static struct dma_buf *vcam_cap_dbuf(struct vcam_cap_buf *cap)
+{
+	struct vb2_buffer *vb = &cap->vb.vb2_buf;
+
+	return vb->memory == VB2_MEMORY_DMABUF ? vb->planes[0].dbuf : NULL;
+}
+
+/* ---------------------------------------------------------------------- */
+/* Status and rate                                                         */
+
+/**
+ * vcam_status() - the VCAM_STATUS_* bits of a camera
+ * @dev: the camera
+ *
+ * Return: %VCAM_STATUS_STREAMING while the capture queue streams, else
+ * %VCAM_STATUS_IDLE.
+ */
+u64 vcam_status(struct vcam_device *dev)
+{
+	return READ_ONCE(dev->streaming) ? VCAM_STATUS_STREAMING :
+					   VCAM_STATUS_IDLE;
+}
+
+/* Called with dev->slock held */
+static void vcam_rate_sample(struct vcam_device *dev, u64 ts, u64 now)
+{
+	unsigned int newest = (dev->rate_head + VCAM_RATE_WINDOW - 1) %
+			      VCAM_RATE_WINDOW;
+
+	/* A pause or a clock jump starts a new measurement */
+	if (dev->rate_count &&
+	    (ts <= dev->rate_ts[newest] ||
+	     now - dev->last_queue_ns > VCAM_SIGNAL_TIMEOUT_NS))
+		dev->rate_count = 0;
+
+	dev->rate_ts[dev->rate_head] = ts;
+	dev->rate_head = (dev->rate_head + 1) % VCAM_RATE_WINDOW;
+	if (dev->rate_count < VCAM_RATE_WINDOW)
+		dev->rate_count++;
+	dev->last_queue_ns = now;
+}
+
+/**
+ * vcam_current_fps() - the frame rate G_PARM reports
+ * @dev: the camera
+ *
+ * While the producer delivers, this is the rate measured from the
+ * timestamps of the last frames it queued (up to %VCAM_RATE_WINDOW), rounded
+ * to whole frames per second. Back-pressure ties the producer to the
+ * consumer, so it is also the rate the consumer gets. Before the producer
+ * delivered two frames, or when it has been silent for a while, it is the
+ * rate last requested with S_PARM (30 by default).
+ *
+ * Return: frames per second, %VCAM_MIN_FPS to %VCAM_MAX_FPS.
+ */
+u32 vcam_current_fps(struct vcam_device *dev)
+{
+	u64 now = ktime_get_ns();
+	u64 oldest, newest, span;
+	unsigned int count;
+	u32 fps;
+
+	spin_lock(&dev->slock);
+	fps = dev->requested_fps;
+	count = dev->rate_count;
+	if (count >= 2 && now - dev->last_queue_ns <= VCAM_SIGNAL_TIMEOUT_NS) {
+		newest = dev->rate_ts[(dev->rate_head + VCAM_RATE_WINDOW - 1) %
+				      VCAM_RATE_WINDOW];
+		oldest = dev->rate_ts[(dev->rate_head + VCAM_RATE_WINDOW -
+				       count) % VCAM_RATE_WINDOW];
+		span = newest - oldest;
+		fps = div64_u64((u64)(count - 1) * NSEC_PER_SEC + span / 2,
+				span);
+	}
+	spin_unlock(&dev->slock);
+
+	return clamp_t(u32, fps, VCAM_MIN_FPS, VCAM_MAX_FPS);
+}
+
+/**
+ * vcam_producer_active() - whether the producer is delivering frames
+ * @dev: the camera
+ *
+ * Return: true while frames are waiting or in flight, or the producer queued
+ * one recently. VIDIOC_ENUMINPUT reports V4L2_IN_ST_NO_SIGNAL otherwise.
+ */
+bool vcam_producer_active(struct vcam_device *dev)
+{
+	bool active;
+
+	spin_lock(&dev->slock);
+	active = !list_empty(&dev->out_pending) ||
+		 (dev->last_queue_ns &&
+		  ktime_get_ns() - dev->last_queue_ns <= VCAM_SIGNAL_TIMEOUT_NS);
+	spin_unlock(&dev->slock);
+
+	return active;
+}
+
+/**
+ * vcam_stats_read() - a consistent snapshot of the counters
+ * @dev: the camera
+ * @stats: where to store it
+ */
+void vcam_stats_read(struct vcam_device *dev, struct vcam_stats *stats)
+{
+	spin_lock(&dev->slock);
+	*stats = dev->stats;
+	spin_unlock(&dev->slock);
+}
+
+/* ---------------------------------------------------------------------- */
+/* Output slots: the producer side                                         */
+
+/* Called with dev->slock held: is @dbuf held by another slot? */
+static bool vcam_dbuf_in_use(struct vcam_device *dev, struct dma_buf *dbuf)
+{
+	unsigned int i;
+
+	for (i = 0; i < dev->nr_slots; i++)
+		if (dev->slots[i].dbuf == dbuf)
+			return true;
+	return false;
+}
+
+/**
+ * vcam_out_queue() - VCAM_IOC_QUEUE: queue a frame into an output slot
+ * @dev_nr: the N of /dev/videoN
+ * @dev: the camera
+ * @req: the request, copied from user space
+ *
+ * Takes a reference to the DMA-BUF that is held until the slot is done.
+ *
+ * Return: 0; -EINVAL for garbage in @req->reserved, a slot out of range, a
+ * payload larger than a frame, an fd that is not a DMA-BUF or one too small
+ * for the frame; -EBADF for a bad fd; -EBUSY if the slot, or another slot
+ * with the same DMA-BUF, is still queued; -ENOMEM if the slot's own buffer
+ * (%VCAM_QUEUE_FD_DRIVER) cannot be allocated; -ENODEV once the camera is
+ * gone.
+ */
+noinline __noclone int vcam_out_queue(unsigned int dev_nr,
+				      struct vcam_device *dev,
+				      const struct vcam_ioc_queue *req)
+{
+	u32 sizeimage = dev->fmt.sizeimage;
+	struct dma_buf *dbuf = NULL;
+	struct vcam_out_buf *out;
+	u32 length, need;
+	u64 now;
+	int ret;
+
+	if (req->reserved || req->index >= dev->nr_slots)
+		return -EINVAL;
+	length = req->length ? req->length : sizeimage;
+	if (length > sizeimage)
+		return -EINVAL;
+
+	if (req->fd == VCAM_QUEUE_FD_DRIVER) {
+		if (!vcam_slot_mem(dev, req->index))
+			return -ENOMEM;
+	} else {
+		dbuf = dma_buf_get((int)req->fd);
+		if (IS_ERR(dbuf))
+			return PTR_ERR(dbuf);
+
+		need = dev->finfo->compressed ? length : sizeimage;
+		if (dbuf->size < need) {
+			ret = -EINVAL;
+			goto put_dbuf;
+		}
+	}
+
+	now = ktime_get_ns();
+	out = &dev->slots[req->index];
+
+	spin_lock(&dev->slock);
+	if (dev->disconnected) {
+		ret = -ENODEV;
+	} else if (out->state != VCAM_SLOT_IDLE ||
+		   (dbuf && vcam_dbuf_in_use(dev, dbuf))) {
+		ret = -EBUSY;
+	} else {
+		out->dbuf = dbuf;
+		out->use_mem = !dbuf;
+		out->length = length;
+		out->timestamp = req->timestamp ? req->timestamp : now;
+		out->state = VCAM_SLOT_QUEUED;
+		list_add_tail(&out->list, &dev->out_pending);
+		dev->stats.frames_queued++;
+		vcam_rate_sample(dev, out->timestamp, now);
+		ret = 0;
+	}
+	spin_unlock(&dev->slock);
+	if (ret)
+		goto put_dbuf;
+
+	queue_work(system_unbound_wq, &dev->work);
+	return 0;
+
+put_dbuf:
+	if (dbuf)
+		dma_buf_put(dbuf);
+	return ret;
+}
+
+/**
+ * vcam_out_dequeue_ready() - whether VCAM_IOC_DEQUEUE would not block
+ * @dev: the camera
+ *
+ * Return: true if a slot is done.
+ */
+bool vcam_out_dequeue_ready(struct vcam_device *dev)
+{
+	bool ready;
+
+	spin_lock(&dev->slock);
+	ready = !list_empty(&dev->out_done);
+	spin_unlock(&dev->slock);
+
+	return ready;
+}
+
+/**
+ * vcam_out_queue_ready() - whether a slot is free for VCAM_IOC_QUEUE
+ * @dev: the camera
+ *
+ * Return: true if a slot is owned by the producer.
+ */
+bool vcam_out_queue_ready(struct vcam_device *dev)
+{
+	bool ready = false;
+	unsigned int i;
+
+	spin_lock(&dev->slock);
+	for (i = 0; i < dev->nr_slots && !ready; i++)
+		ready = dev->slots[i].state == VCAM_SLOT_IDLE;
+	spin_unlock(&dev->slock);
+
+	return ready;
+}
+
+/**
+ * vcam_out_dequeue() - VCAM_IOC_DEQUEUE: take back a consumed output slot
+ * @dev_nr: the N of /dev/videoN
+ * @dev: the camera
+ * @res: filled with the slot, its payload and timestamp
+ * @nonblock: fail with -EAGAIN instead of waiting
+ *
+ * Return: 0, -EAGAIN, or -ERESTARTSYS when a signal interrupted the wait.
+ */
+noinline __noclone int vcam_out_dequeue(unsigned int dev_nr,
+					struct vcam_device *dev,
+					struct vcam_ioc_dequeue *res,
+					bool nonblock)
+{
+	struct vcam_out_buf *out;
+	int ret;
+
+	for (;;) {
+		spin_lock(&dev->slock);
+		out = list_first_entry_or_null(&dev->out_done,
+					       struct vcam_out_buf, list);
+		if (out) {
+			list_del(&out->list);
+			out->state = VCAM_SLOT_IDLE;
+			res->index = out->index;
+			res->length = out->length;
+			res->timestamp = out->timestamp;
+			dev->stats.frames_dequeued++;
+		}
+		spin_unlock(&dev->slock);
+		if (out)
+			return 0;
+
+		if (nonblock)
+			return -EAGAIN;
+		ret = wait_event_interruptible(dev->out_wait,
+					       vcam_out_dequeue_ready(dev));
+		if (ret)
+			return ret;
+	}
+}
+
+/**
+ * vcam_out_release() - hand an in-flight slot back to the producer
+ * @dev_nr: the N of /dev/videoN
+ * @out_index: the slot
+ * @cap_index: the capture buffer that held its frame
+ * @out: the slot, already moved to &vcam_device.out_done
+ * @dbuf: the DMA-BUF reference the slot held
+ *
+ * Called when the consumer queues the capture buffer again or stops
+ * streaming: from then on it no longer reads the frame's memory.
+ */
+noinline __noclone void
+vcam_out_release(unsigned int dev_nr, u32 out_index, u32 cap_index,
+		 struct vcam_out_buf *out, struct dma_buf *dbuf)
+{
+	dma_buf_put(dbuf);
+	wake_up_interruptible(&out->dev->out_wait);
+}
+
+/**
+ * vcam_frames_release() - drop every frame still owned by the driver
+ * @dev: the camera, disconnected, with the frame path stopped
+ *
+ * Called when the control file is closed: nobody can dequeue any more.
+ * Capture buffers still queued stay on &vcam_device.cap_queued until the
+ * consumer stops streaming; they no longer hold any slot.
+ */
+void vcam_frames_release(struct vcam_device *dev)
+{
+	struct dma_buf *dbufs[VCAM_MAX_FRAMES];
+	unsigned int i, n = 0;
+
+	spin_lock(&dev->slock);
+	for (i = 0; i < dev->nr_slots; i++) {
+		struct vcam_out_buf *out = &dev->slots[i];
+
+		if (out->dbuf)
+			dbufs[n++] = out->dbuf;
+		if (out->cap)
+			out->cap->held = NULL;
+		out->dbuf = NULL;
+		out->cap = NULL;
+		out->state = VCAM_SLOT_IDLE;
+	}
+	INIT_LIST_HEAD(&dev->out_pending);
+	INIT_LIST_HEAD(&dev->out_done);
+	spin_unlock(&dev->slock);
+
+	while (n)
+		dma_buf_put(dbufs[--n]);
+
+	/* Every mapping of these is gone: they hold the control file */
+	for (i = 0; i < dev->nr_slots; i++) {
+		vfree(dev->slots[i].mem);
+		dev->slots[i].mem = NULL;
+	}
+}
+
+/**
+ * vcam_slot_mem_size() - size of a slot's driver-allocated buffer
+ * @dev: the camera
+ *
+ * Return: the frame size rounded up to the page size; slot i is mapped at
+ * i times this offset of the control file.
+ */
+unsigned long vcam_slot_mem_size(struct vcam_device *dev)
+{
+	return PAGE_ALIGN(dev->fmt.sizeimage);
+}
+
+/**
+ * vcam_slot_mem() - a slot's driver-allocated buffer, allocated on first use
+ * @dev: the camera
+ * @index: the slot, < &vcam_device.nr_slots
+ *
+ * Return: the buffer, or NULL when out of memory.
+ */
+void *vcam_slot_mem(struct vcam_device *dev, unsigned int index)
+{
+	struct vcam_out_buf *out = &dev->slots[index];
+	void *mem, *old;
+
+	/*
+	 * No lock: this runs under mmap_lock (mmap) and without it (QUEUE),
+	 * while vb2 takes mmap_lock under the camera mutex. The first
+	 * allocation to be published wins.
+	 */
+	mem = smp_load_acquire(&out->mem);
+	if (mem)
+		return mem;
+	mem = vmalloc_user(vcam_slot_mem_size(dev));
+	if (!mem)
+		return NULL;
+	old = cmpxchg(&out->mem, NULL, mem);
+	if (old) {
+		vfree(mem);
+		return old;
+	}
+	return mem;
+}
+
+/* ---------------------------------------------------------------------- */
+/* The frame path                                                          */
+
+/**
+ * vcam_zero_copy() - deliver a frame whose memory the capture buffer shares
+ * @dev_nr: the N of /dev/videoN
+ * @out_index: the output slot
+ * @cap_index: the capture buffer
+ * @bytes: the payload
+ * @out: the output slot
+ * @cap: the capture buffer; it imports @out's DMA-BUF
+ *
+ * No pixel moves: the payload size is all there is to set. The slot is put
+ * in flight by vcam_dispatch().
+ */
+noinline __noclone void vcam_zero_copy(unsigned int dev_nr, u32 out_index,
+				       u32 cap_index, u32 bytes,
+				       struct vcam_out_buf *out,
+				       struct vcam_cap_buf *cap)
+{
+	vb2_set_plane_payload(&cap->vb.vb2_buf, 0, bytes);
+}
+
+/**
+ * vcam_copy() - copy a frame into a capture buffer with the CPU
+ * @dev_nr: the N of /dev/videoN
+ * @out_index: the output slot
+ * @cap_index: the capture buffer
+ * @bytes: the payload to copy
+ * @out: the output slot
+ * @cap: the capture buffer
+ *
+ * Return: 0, or -errno when one side cannot be mapped by the CPU.
+ */
+noinline __noclone int vcam_copy(unsigned int dev_nr, u32 out_index,
+				 u32 cap_index, u32 bytes,
+				 struct vcam_out_buf *out,
+				 struct vcam_cap_buf *cap)
+{
+	struct vb2_buffer *vb = &cap->vb.vb2_buf;
+	struct dma_buf *cap_dbuf = vcam_cap_dbuf(cap);
+	struct iosys_map map;
+	void *vaddr;
+	int ret;
+
+	vaddr = vb2_plane_vaddr(vb, 0);
+	if (!vaddr || vb2_plane_size(vb, 0) < bytes)
+		return -EFAULT;
+
+	if (out->use_mem) {
+		iosys_map_set_vaddr(&map, out->mem);
+		ret = cap_dbuf ? dma_buf_begin_cpu_access(cap_dbuf,
+							  DMA_TO_DEVICE) : 0;
+		if (ret)
+			return ret;
+		iosys_map_memcpy_from(vaddr, &map, 0, bytes);
+		vb2_set_plane_payload(vb, 0, bytes);
+		if (cap_dbuf)
+			dma_buf_end_cpu_access(cap_dbuf, DMA_TO_DEVICE);
+		return 0;
+	}
+
+	ret = vcam_dma_buf_vmap(out->dbuf, &map);
+	if (ret)
+		return ret;
+
+	ret = dma_buf_begin_cpu_access(out->dbuf, DMA_FROM_DEVICE);
+	if (ret)
+		goto vunmap;
+	if (cap_dbuf) {
+		ret = dma_buf_begin_cpu_access(cap_dbuf, DMA_TO_DEVICE);
+		if (ret)
+			goto end_out_access;
+	}
+
+	iosys_map_memcpy_from(vaddr, &map, 0, bytes);
+	vb2_set_plane_payload(vb, 0, bytes);
+
+	if (cap_dbuf)
+		dma_buf_end_cpu_access(cap_dbuf, DMA_TO_DEVICE);
+end_out_access:
+	dma_buf_end_cpu_access(out->dbuf, DMA_FROM_DEVICE);
+vunmap:
+	vcam_dma_buf_vunmap(out->dbuf, &map);
+	return ret;
+}
+
+/**
+ * vcam_dispatch() - deliver one paired frame and complete the capture buffer
+ * @dev_nr: the N of /dev/videoN
+ * @out_index: the output slot
+ * @cap_index: the capture buffer
+ * @bytes: the payload
+ * @out: the output slot, %VCAM_SLOT_ACTIVE
+ * @cap: the capture buffer, taken off &vcam_device.cap_queued
+ *
+ * Return: the &enum vcam_path taken.
+ */
+noinline __noclone int vcam_dispatch(unsigned int dev_nr, u32 out_index,
+				     u32 cap_index, u32 bytes,
+				     struct vcam_out_buf *out,
+				     struct vcam_cap_buf *cap)
+{
+	struct vcam_device *dev = out->dev;
+	struct vb2_buffer *vb = &cap->vb.vb2_buf;
+	struct dma_buf *put = NULL;
+	bool error = false;
+	enum vcam_path path;
+
+	if (!dev->finfo->compressed && bytes < dev->fmt.sizeimage)
+		error = true;
+
+	if (out->dbuf && vcam_cap_dbuf(cap) == out->dbuf) {
+		vcam_zero_copy(dev_nr, out_index, cap_index, bytes, out, cap);
+		path = VCAM_PATH_ZERO_COPY;
+	} else if (!vcam_copy(dev_nr, out_index, cap_index, bytes, out, cap)) {
+		path = VCAM_PATH_COPY;
+	} else {
+		vb2_set_plane_payload(vb, 0, 0);
+		path = VCAM_PATH_ERROR;
+		error = true;
+	}
+
+	vb->timestamp = out->timestamp;
+	cap->vb.field = V4L2_FIELD_NONE;
+
+	spin_lock(&dev->slock);
+	cap->vb.sequence = dev->sequence++;
+	if (error)
+		dev->stats.frames_errored++;
+	else if (path == VCAM_PATH_ZERO_COPY)
+		dev->stats.frames_zero_copy++;
+	else
+		dev->stats.frames_copied++;
+	if (path == VCAM_PATH_COPY)
+		dev->stats.bytes_copied += bytes;
+
+	if (path == VCAM_PATH_ZERO_COPY) {
+		/* Held until the consumer gives the capture buffer back */
+		out->state = VCAM_SLOT_INFLIGHT;
+		out->cap = cap;
+		cap->held = out;
+	} else {
+		put = out->dbuf;
+		out->dbuf = NULL;
+		out->state = VCAM_SLOT_DONE;
+		list_add_tail(&out->list, &dev->out_done);
+	}
+	spin_unlock(&dev->slock);
+
+	vb2_buffer_done(vb, error ? VB2_BUF_STATE_ERROR : VB2_BUF_STATE_DONE);
+	if (path != VCAM_PATH_ZERO_COPY) {
+		if (put)
+			dma_buf_put(put);
+		wake_up_interruptible(&dev->out_wait);
+	}
+	return path;
+}
+
+/*
+ * Called with dev->slock held: the capture buffer for a copy. The oldest one
+ * whose memory is not that of a frame the driver still holds; failing that,
+ * the oldest one.
+ */
+static struct vcam_cap_buf *vcam_copy_target(struct vcam_device *dev)
+{
+	struct vcam_cap_buf *cap;
+	struct dma_buf *dbuf;
+
+	list_for_each_entry(cap, &dev->cap_queued, list) {
+		dbuf = vcam_cap_dbuf(cap);
+		if (!dbuf || !vcam_dbuf_in_use(dev, dbuf))
+			return cap;
+	}
+	return list_first_entry(&dev->cap_queued, struct vcam_cap_buf, list);
+}
+
+/*
+ * Take the next pair off the queues: the oldest output frame, and the
+ * capture buffer that imports its DMA-BUF if one is queued, whatever its
+ * position, else the copy target.
+ */
+static bool vcam_pair_next(struct vcam_device *dev, struct vcam_out_buf **outp,
+			   struct vcam_cap_buf **capp)
+{
+	struct vcam_cap_buf *cap, *found = NULL;
+	struct vcam_out_buf *out;
+
+	spin_lock(&dev->slock);
+	if (!dev->streaming || dev->disconnected ||
+	    list_empty(&dev->out_pending) || list_empty(&dev->cap_queued)) {
+		spin_unlock(&dev->slock);
+		return false;
+	}
+
+	out = list_first_entry(&dev->out_pending, struct vcam_out_buf, list);
+	list_for_each_entry(cap, &dev->cap_queued, list) {
+		if (out->dbuf && vcam_cap_dbuf(cap) == out->dbuf) {
+			found = cap;
+			break;
+		}
+	}
+	if (!found)
+		found = vcam_copy_target(dev);
+
+	list_del(&out->list);
+	out->state = VCAM_SLOT_ACTIVE;
+	list_del(&found->list);
+	spin_unlock(&dev->slock);
+
+	*outp = out;
+	*capp = found;
+	return true;
+}
+
+static void vcam_frame_work(struct work_struct *work)
+{
+	struct vcam_device *dev = container_of(work, struct vcam_device, work);
+	struct vcam_out_buf *out;
+	struct vcam_cap_buf *cap;
+
+	while (vcam_pair_next(dev, &out, &cap))
+		vcam_dispatch(dev->nr, out->index, cap->vb.vb2_buf.index,
+			      out->length, out, cap);
+}
+
+/* ---------------------------------------------------------------------- */
+/* vb2 queue operations                                                    */
+
+static int vcam_queue_setup(struct vb2_queue *vq, unsigned int *nbuffers,
+			    unsigned int *nplanes, unsigned int sizes[],
+			    struct device *alloc_devs[])
+{
+	struct vcam_device *dev = vb2_get_drv_priv(vq);
+
+	if (*nplanes)
+		return sizes[0] < dev->fmt.sizeimage ? -EINVAL : 0;
+
+	*nplanes = 1;
+	sizes[0] = dev->fmt.sizeimage;
+	return 0;
+}
+
+static int vcam_buf_prepare(struct vb2_buffer *vb)
+{
+	struct vcam_device *dev = vb2_get_drv_priv(vb->vb2_queue);
+
+	if (vb2_plane_size(vb, 0) < dev->fmt.sizeimage)
+		return -EINVAL;
+	return 0;
+}
+
+static void vcam_buf_queue(struct vb2_buffer *vb)
+{
+	struct vcam_device *dev = vb2_get_drv_priv(vb->vb2_queue);
+	struct vcam_cap_buf *cap = to_cap_buf(vb);
+	struct vcam_out_buf *out;
+	struct dma_buf *dbuf = NULL;
+
+	spin_lock(&dev->slock);
+	out = cap->held;
+	if (out) {
+		/* The consumer is done reading the frame it held */
+		cap->held = NULL;
+		out->cap = NULL;
+		dbuf = out->dbuf;
+		out->dbuf = NULL;
+		out->state = VCAM_SLOT_DONE;
+		list_add_tail(&out->list, &dev->out_done);
+	}
+	list_add_tail(&cap->list, &dev->cap_queued);
+	spin_unlock(&dev->slock);
+
+	if (out)
+		vcam_out_release(dev->nr, out->index, vb->index, out, dbuf);
+	queue_work(system_unbound_wq, &dev->work);
+}
+
+/*
+ * Give back everything the driver holds from the capture side: the queued
+ * capture buffers (in @state) and the slots in flight.
+ */
+static void vcam_return_all(struct vcam_device *dev,
+			    enum vb2_buffer_state state)
+{
+	struct dma_buf *dbufs[VCAM_MAX_FRAMES];
+	struct vcam_cap_buf *cap, *tmp;
+	unsigned int i, n = 0;
+	LIST_HEAD(caps);
+
+	spin_lock(&dev->slock);
+	list_splice_init(&dev->cap_queued, &caps);
+	for (i = 0; i < dev->nr_slots; i++) {
+		struct vcam_out_buf *out = &dev->slots[i];
+
+		if (out->state != VCAM_SLOT_INFLIGHT)
+			continue;
+		out->cap->held = NULL;
+		out->cap = NULL;
+		dbufs[n++] = out->dbuf;
+		out->dbuf = NULL;
+		out->state = VCAM_SLOT_DONE;
+		list_add_tail(&out->list, &dev->out_done);
+	}
+	spin_unlock(&dev->slock);
+
+	list_for_each_entry_safe(cap, tmp, &caps, list) {
+		list_del(&cap->list);
+		vb2_buffer_done(&cap->vb.vb2_buf, state);
+	}
+	while (n)
+		dma_buf_put(dbufs[--n]);
+	wake_up_interruptible(&dev->out_wait);
+}
+
+static int vcam_start_streaming(struct vb2_queue *vq, unsigned int count)
+{
+	struct vcam_device *dev = vb2_get_drv_priv(vq);
+
+	spin_lock(&dev->slock);
+	dev->sequence = 0;
+	WRITE_ONCE(dev->streaming, true);
+	spin_unlock(&dev->slock);
+
+	wake_up_interruptible(&dev->status_wait);
+	queue_work(system_unbound_wq, &dev->work);
+	return 0;
+}
+
+static void vcam_stop_streaming(struct vb2_queue *vq)
+{
+	struct vcam_device *dev = vb2_get_drv_priv(vq);
+
+	spin_lock(&dev->slock);
+	WRITE_ONCE(dev->streaming, false);
+	spin_unlock(&dev->slock);
+
+	/* Let a delivery under way complete its capture buffer */
+	flush_work(&dev->work);
+	vcam_return_all(dev, VB2_BUF_STATE_ERROR);
+	wake_up_interruptible(&dev->status_wait);
+}
+
+static const struct vb2_ops vcam_vb2_ops = {
+	.queue_setup		= vcam_queue_setup,
+	.buf_prepare		= vcam_buf_prepare,
+	.buf_queue		= vcam_buf_queue,
+	.start_streaming	= vcam_start_streaming,
+	.stop_streaming		= vcam_stop_streaming,
+#if VCAM_VB2_HAS_WAIT_OPS
+	.wait_prepare		= vb2_ops_wait_prepare,
+	.wait_finish		= vb2_ops_wait_finish,
+#endif
+};
+
+/**
+ * vcam_queue_init() - set up the capture queue and the frame path
+ * @dev: the camera, with @dev->lock initialized
+ *
+ * vb2_vmalloc backs MMAP buffers with vmalloc memory, maps USERPTR buffers
+ * and vmaps imported DMA-BUFs, so that the copy path always has a CPU
+ * address; an imported DMA-BUF also identifies the zero-copy path.
+ *
+ * Return: 0 or -errno.
+ */
+int vcam_queue_init(struct vcam_device *dev)
+{
+	struct vb2_queue *q = &dev->queue;
+
+	INIT_LIST_HEAD(&dev->out_pending);
+	INIT_LIST_HEAD(&dev->out_done);
+	INIT_LIST_HEAD(&dev->cap_queued);
+	init_waitqueue_head(&dev->out_wait);
+	init_waitqueue_head(&dev->status_wait);
+	INIT_WORK(&dev->work, vcam_frame_work);
+
+	q->type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+	q->io_modes = VB2_MMAP | VB2_USERPTR | VB2_DMABUF;
+	q->drv_priv = dev;
+	q->buf_struct_size = sizeof(struct vcam_cap_buf);
+	q->ops = &vcam_vb2_ops;
+	q->mem_ops = &vb2_vmalloc_memops;
+	q->timestamp_flags = V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC;
+	q->lock = &dev->lock;
+	vcam_vb2_set_min_queued(q, 0);
+
+	return vb2_queue_init(q);
+}

@@ -1,0 +1,150 @@
+"""DMA-BUF allocation and CPU access.
+
+Allocates from the DMA-BUF system heap (/dev/dma_heap/system) when there is
+one, else from udmabuf over a sealed memfd. DmaBuf wraps the fd with
+mmap-based reads and writes bracketed by DMA_BUF_IOCTL_SYNC.
+"""
+
+import ctypes
+import mmap
+import os
+import fcntl
+
+from .ioctl import IOW, IOWR, ioctl
+
+DMA_HEAP_SYSTEM = "/dev/dma_heap/system"
+UDMABUF_DEV = "/dev/udmabuf"
+
+
+class dma_heap_allocation_data(ctypes.Structure):
+    _fields_ = [
+        ("len", ctypes.c_uint64),
+        ("fd", ctypes.c_uint32),
+        ("fd_flags", ctypes.c_uint32),
+        ("heap_flags", ctypes.c_uint64),
+    ]
+
+
+class udmabuf_create(ctypes.Structure):
+    _fields_ = [
+        ("memfd", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("offset", ctypes.c_uint64),
+        ("size", ctypes.c_uint64),
+    ]
+
+
+class dma_buf_sync(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64)]
+
+
+DMA_HEAP_IOCTL_ALLOC = IOWR("H", 0x0, dma_heap_allocation_data)
+UDMABUF_CREATE = IOW("u", 0x42, udmabuf_create)
+DMA_BUF_IOCTL_SYNC = IOW("b", 0, dma_buf_sync)
+
+UDMABUF_FLAGS_CLOEXEC = 0x01
+
+DMA_BUF_SYNC_READ = 1 << 0
+DMA_BUF_SYNC_WRITE = 2 << 0
+DMA_BUF_SYNC_RW = DMA_BUF_SYNC_READ | DMA_BUF_SYNC_WRITE
+DMA_BUF_SYNC_START = 0 << 2
+DMA_BUF_SYNC_END = 1 << 2
+
+F_ADD_SEALS = 1033
+F_SEAL_SHRINK = 0x0002
+
+
+def page_align(size: int) -> int:
+    return (size + mmap.PAGESIZE - 1) & ~(mmap.PAGESIZE - 1)
+
+
+def alloc_heap(size: int, heap: str = DMA_HEAP_SYSTEM) -> int:
+    """A DMA-BUF fd of page_align(size) bytes from a DMA-BUF heap."""
+    hfd = os.open(heap, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        data = dma_heap_allocation_data(len=page_align(size), fd_flags=os.O_RDWR | os.O_CLOEXEC)
+        ioctl(hfd, DMA_HEAP_IOCTL_ALLOC, data)
+        return data.fd
+    finally:
+        os.close(hfd)
+
+
+def alloc_udmabuf(size: int) -> int:
+    """A DMA-BUF fd of page_align(size) bytes from udmabuf over a sealed memfd."""
+    size = page_align(size)
+    mfd = os.memfd_create("vcam-frame", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+    try:
+        os.ftruncate(mfd, size)
+        fcntl.fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK)
+        ufd = os.open(UDMABUF_DEV, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            req = udmabuf_create(memfd=mfd, flags=UDMABUF_FLAGS_CLOEXEC, offset=0, size=size)
+            return _udmabuf_ioctl(ufd, req)
+        finally:
+            os.close(ufd)
+    finally:
+        os.close(mfd)
+
+
+def _udmabuf_ioctl(ufd: int, req: udmabuf_create) -> int:
+    # UDMABUF_CREATE returns the new fd as the ioctl's return value.
+    return fcntl.ioctl(ufd, UDMABUF_CREATE, req)
+
+
+def alloc(size: int) -> int:
+    """A DMA-BUF fd: the system heap if present, else udmabuf."""
+    if os.path.exists(DMA_HEAP_SYSTEM):
+        return alloc_heap(size)
+    return alloc_udmabuf(size)
+
+
+def sync(fd: int, flags: int) -> None:
+    ioctl(fd, DMA_BUF_IOCTL_SYNC, dma_buf_sync(flags=flags))
+
+
+class DmaBuf:
+    """A DMA-BUF fd with CPU access through mmap."""
+
+    def __init__(self, size: int, fd: int | None = None, allocator=alloc):
+        self.size = page_align(size)
+        self.fd = allocator(size) if fd is None else fd
+        self._map: mmap.mmap | None = None
+
+    @property
+    def map(self) -> mmap.mmap:
+        if self._map is None:
+            self._map = mmap.mmap(self.fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        return self._map
+
+    def write(self, data, offset: int = 0) -> None:
+        sync(self.fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE)
+        try:
+            self.map[offset : offset + len(data)] = data
+        finally:
+            sync(self.fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE)
+
+    def fill(self, byte: int, length: int | None = None) -> None:
+        length = self.size if length is None else length
+        self.write(bytes([byte]) * length)
+
+    def read(self, length: int | None = None, offset: int = 0) -> bytes:
+        length = self.size - offset if length is None else length
+        sync(self.fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_READ)
+        try:
+            return bytes(self.map[offset : offset + length])
+        finally:
+            sync(self.fd, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ)
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -10,6 +10,7 @@
 
 #include <linux/device.h>
 #include <linux/kernel.h>
+#include <linux/overflow.h>
 #include <linux/slab.h>
 #include <linux/sysfs.h>
 #include <media/v4l2-ioctl.h>
@@ -79,11 +80,13 @@ const struct vcam_format_info *vcam_format_get(unsigned int index)
 int vcam_format_fill(struct v4l2_pix_format *pix,
 		     const struct vcam_format_info *finfo)
 {
-	u64 size = div_u64((u64)pix->width * pix->height * finfo->bpp, 8);
+	u64 bits;
 
-	if (size > U32_MAX)
+	/* width * height fits in 64 bits; times bpp may not */
+	if (check_mul_overflow((u64)pix->width * pix->height, (u64)finfo->bpp,
+			       &bits) || bits / 8 > U32_MAX)
 		return -EOVERFLOW;
-	pix->sizeimage = size;
+	pix->sizeimage = bits / 8;
 	pix->bytesperline = pix->width * finfo->cpp;
 	return 0;
 }
@@ -207,8 +210,9 @@ static int vcam_s_parm(struct file *file, void *priv,
 	if (a->type != V4L2_BUF_TYPE_VIDEO_CAPTURE)
 		return -EINVAL;
 	if (tpf->numerator && tpf->denominator) {
-		u32 fps = clamp_t(u32, DIV_ROUND_CLOSEST(tpf->denominator,
-							 tpf->numerator),
+		/* in 64 bits: den + num / 2 may not fit in 32 */
+		u32 fps = clamp_t(u64, DIV_ROUND_CLOSEST_ULL((u64)tpf->denominator,
+							     tpf->numerator),
 				  VCAM_MIN_FPS, VCAM_MAX_FPS);
 
 		spin_lock(&dev->slock);

@@ -78,6 +78,9 @@ struct vcam_cap_buf;
  * @list: entry in &vcam_device.out_pending or &vcam_device.out_done
  * @dbuf: the DMA-BUF of the frame, referenced from QUEUE until the slot is
  *	done; NULL otherwise
+ * @last_dbuf: the DMA-BUF last queued into this slot, referenced until the
+ *	slot is queued with another one or the camera goes away: the producer
+ *	writes into it, so it is never a copy target
  * @mem: the slot's driver-allocated buffer (vmalloc_user(), mmap-able
  *	through the control file), or NULL; set once with cmpxchg(), freed
  *	when the control file is released
@@ -94,6 +97,7 @@ struct vcam_out_buf {
 	struct vcam_device *dev;
 	struct list_head list;
 	struct dma_buf *dbuf;
+	struct dma_buf *last_dbuf;
 	void *mem;
 	bool use_mem;
 	struct vcam_cap_buf *cap;
@@ -107,6 +111,8 @@ struct vcam_out_buf {
  * struct vcam_cap_buf - a capture buffer
  * @vb: the vb2 buffer; must be first
  * @list: entry in &vcam_device.cap_queued while owned by the driver
+ * @node: entry in &vcam_device.cap_all while the buffer has memory (from
+ *	vb2's buf_init to its buf_cleanup); protected by &vcam_device.slock
  * @held: the output slot whose frame this buffer received zero-copy and still
  *	holds, until the consumer queues the buffer again; protected by
  *	&vcam_device.slock
@@ -114,6 +120,7 @@ struct vcam_out_buf {
 struct vcam_cap_buf {
 	struct vb2_v4l2_buffer vb;
 	struct list_head list;
+	struct list_head node;
 	struct vcam_out_buf *held;
 };
 
@@ -150,6 +157,7 @@ struct vcam_stats {
  * @out_pending: slots queued by the producer, oldest first
  * @out_done: slots ready for DEQUEUE, oldest first
  * @cap_queued: capture buffers owned by the driver, oldest first
+ * @cap_all: every capture buffer that has memory, queued or not
  * @out_wait: woken when a slot becomes done (DEQUEUE, poll)
  * @status_wait: woken when the status bits change (WAIT)
  * @work: the frame path; pairs output frames with capture buffers
@@ -178,6 +186,7 @@ struct vcam_device {
 	struct list_head out_pending;
 	struct list_head out_done;
 	struct list_head cap_queued;
+	struct list_head cap_all;
 	wait_queue_head_t out_wait;
 	wait_queue_head_t status_wait;
 	struct work_struct work;

@@ -47,7 +47,14 @@ static struct vcam_device *vcam_ctrl_device(struct vcam_ctrl *ctrl)
 }
 
 /* ---------------------------------------------------------------------- */
+
 /* VCAM_IOC_CREATE                                                         */
+
+/* ASCII letters and digits: the kernel's isalnum() also takes Latin-1 */
+static bool vcam_label_alnum(char c)
+{
+	return isascii(c) && isalnum(c);
+}
 
 static int vcam_check_label(char *card, u64 uptr)
 {
@@ -59,10 +66,11 @@ static int vcam_check_label(char *card, u64 uptr)
 		return len;
 	if (len >= VCAM_LABEL_MAX)
 		return -E2BIG;
-	if (!len || !isalnum(card[0]) || !isalnum(card[len - 1]))
+	if (!len || !vcam_label_alnum(card[0]) ||
+	    !vcam_label_alnum(card[len - 1]))
 		return -EINVAL;
 	for (i = 0; i < len; i++)
-		if (!isalnum(card[i]) && card[i] != ' ')
+		if (!vcam_label_alnum(card[i]) && card[i] != ' ')
 			return -EINVAL;
 	return 0;
 }

@@ -189,6 +189,24 @@ void vcam_stats_read(struct vcam_device *dev, struct vcam_stats *stats)
 /* ---------------------------------------------------------------------- */
 /* Output slots: the producer side                                         */
 
+/*
+ * Called with dev->slock held: is @dbuf memory the producer writes frames
+ * into? Copying a frame there would overwrite another frame, or race the
+ * producer refilling it.
+ */
+static bool vcam_dbuf_is_producers(struct vcam_device *dev,
+				   struct dma_buf *dbuf)
+{
+	unsigned int i;
+
+	if (!dbuf)
+		return false;
+	for (i = 0; i < dev->nr_slots; i++)
+		if (dev->slots[i].last_dbuf == dbuf)
+			return true;
+	return false;
+}
+
 /* Called with dev->slock held: is @dbuf held by another slot? */
 static bool vcam_dbuf_in_use(struct vcam_device *dev, struct dma_buf *dbuf)
 {
@@ -221,6 +239,7 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 {
 	u32 sizeimage = dev->fmt.sizeimage;
 	struct dma_buf *dbuf = NULL;
+	struct dma_buf *old_dbuf = NULL;
 	struct vcam_out_buf *out;
 	u32 length, need;
 	u64 now;
@@ -257,6 +276,11 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 		   (dbuf && vcam_dbuf_in_use(dev, dbuf))) {
 		ret = -EBUSY;
 	} else {
+		if (dbuf && dbuf != out->last_dbuf) {
+			old_dbuf = out->last_dbuf;
+			out->last_dbuf = dbuf;
+			get_dma_buf(dbuf);
+		}
 		out->dbuf = dbuf;
 		out->use_mem = !dbuf;
 		out->length = length;
@@ -271,6 +295,8 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 	if (ret)
 		goto put_dbuf;
 
+	if (old_dbuf)
+		dma_buf_put(old_dbuf);
 	queue_work(system_unbound_wq, &dev->work);
 	return 0;
 
@@ -387,7 +413,7 @@ vcam_out_release(unsigned int dev_nr, u32 out_index, u32 cap_index,
  */
 void vcam_frames_release(struct vcam_device *dev)
 {
-	struct dma_buf *dbufs[VCAM_MAX_FRAMES];
+	struct dma_buf *dbufs[2 * VCAM_MAX_FRAMES];
 	unsigned int i, n = 0;
 
 	spin_lock(&dev->slock);
@@ -396,6 +422,9 @@ void vcam_frames_release(struct vcam_device *dev)
 
 		if (out->dbuf)
 			dbufs[n++] = out->dbuf;
+		if (out->last_dbuf)
+			dbufs[n++] = out->last_dbuf;
+		out->last_dbuf = NULL;
 		if (out->cap)
 			out->cap->held = NULL;
 		out->dbuf = NULL;
@@ -491,7 +520,8 @@ noinline __noclone void vcam_zero_copy(unsigned int dev_nr, u32 out_index,
  * @out: the output slot
  * @cap: the capture buffer
  *
- * Return: 0, or -errno when one side cannot be mapped by the CPU.
+ * Return: 0; -EBUSY when the capture buffer is memory the producer writes
+ * frames into; or -errno when one side cannot be mapped by the CPU.
  */
 noinline __noclone int vcam_copy(unsigned int dev_nr, u32 out_index,
 				 u32 cap_index, u32 bytes,
@@ -503,6 +533,16 @@ noinline __noclone int vcam_copy(unsigned int dev_nr, u32 out_index,
 	struct iosys_map map;
 	void *vaddr;
 	int ret;
+
+	if (cap_dbuf) {
+		bool producers;
+
+		spin_lock(&out->dev->slock);
+		producers = vcam_dbuf_is_producers(out->dev, cap_dbuf);
+		spin_unlock(&out->dev->slock);
+		if (producers)
+			return -EBUSY;
+	}
 
 	vaddr = vb2_plane_vaddr(vb, 0);
 	if (!vaddr || vb2_plane_size(vb, 0) < bytes)
@@ -620,8 +660,9 @@ noinline __noclone int vcam_dispatch(unsigned int dev_nr, u32 out_index,
 
 /*
  * Called with dev->slock held: the capture buffer for a copy. The oldest one
- * whose memory is not that of a frame the driver still holds; failing that,
- * the oldest one.
+ * whose memory is not the producer's; failing that, the oldest one, which
+ * vcam_copy() then refuses, so it completes with the error flag and the
+ * frame goes back to the producer, neither written nor lost.
  */
 static struct vcam_cap_buf *vcam_copy_target(struct vcam_device *dev)
 {
@@ -630,16 +671,34 @@ static struct vcam_cap_buf *vcam_copy_target(struct vcam_device *dev)
 
 	list_for_each_entry(cap, &dev->cap_queued, list) {
 		dbuf = vcam_cap_dbuf(cap);
-		if (!dbuf || !vcam_dbuf_in_use(dev, dbuf))
+		if (!dbuf || !vcam_dbuf_is_producers(dev, dbuf))
 			return cap;
 	}
 	return list_first_entry(&dev->cap_queued, struct vcam_cap_buf, list);
 }
 
 /*
+ * Called with dev->slock held: does a capture buffer, queued or held by the
+ * consumer, import @dbuf?
+ */
+static bool vcam_dbuf_imported(struct vcam_device *dev, struct dma_buf *dbuf)
+{
+	struct vcam_cap_buf *cap;
+
+	if (!dbuf)
+		return false;
+	list_for_each_entry(cap, &dev->cap_all, node)
+		if (vcam_cap_dbuf(cap) == dbuf)
+			return true;
+	return false;
+}
+
+/*
  * Take the next pair off the queues: the oldest output frame, and the
  * capture buffer that imports its DMA-BUF if one is queued, whatever its
- * position, else the copy target.
+ * position, else the copy target. When the only candidates are the
+ * producer's own buffers but the consumer holds the one importing this
+ * frame, wait for it to come back rather than fail the frame.
  */
 static bool vcam_pair_next(struct vcam_device *dev, struct vcam_out_buf **outp,
 			   struct vcam_cap_buf **capp)
@@ -661,8 +720,14 @@ static bool vcam_pair_next(struct vcam_device *dev, struct vcam_out_buf **outp,
 			break;
 		}
 	}
-	if (!found)
+	if (!found) {
 		found = vcam_copy_target(dev);
+		if (vcam_dbuf_is_producers(dev, vcam_cap_dbuf(found)) &&
+		    vcam_dbuf_imported(dev, out->dbuf)) {
+			spin_unlock(&dev->slock);
+			return false;
+		}
+	}
 
 	list_del(&out->list);
 	out->state = VCAM_SLOT_ACTIVE;
@@ -709,6 +774,30 @@ static int vcam_buf_prepare(struct vb2_buffer *vb)
 	if (vb2_plane_size(vb, 0) < dev->fmt.sizeimage)
 		return -EINVAL;
 	return 0;
+}
+
+/*
+ * vb2 calls buf_init once a buffer has memory (for DMABUF, each time it
+ * imports another DMA-BUF) and buf_cleanup before it lets the memory go:
+ * cap_all is then exactly the set of buffers and the DMA-BUFs they import.
+ */
+static int vcam_buf_init(struct vb2_buffer *vb)
+{
+	struct vcam_device *dev = vb2_get_drv_priv(vb->vb2_queue);
+
+	spin_lock(&dev->slock);
+	list_add_tail(&to_cap_buf(vb)->node, &dev->cap_all);
+	spin_unlock(&dev->slock);
+	return 0;
+}
+
+static void vcam_buf_cleanup(struct vb2_buffer *vb)
+{
+	struct vcam_device *dev = vb2_get_drv_priv(vb->vb2_queue);
+
+	spin_lock(&dev->slock);
+	list_del(&to_cap_buf(vb)->node);
+	spin_unlock(&dev->slock);
 }
 
 static void vcam_buf_queue(struct vb2_buffer *vb)
@@ -804,7 +893,9 @@ static void vcam_stop_streaming(struct vb2_queue *vq)
 
 static const struct vb2_ops vcam_vb2_ops = {
 	.queue_setup		= vcam_queue_setup,
+	.buf_init		= vcam_buf_init,
 	.buf_prepare		= vcam_buf_prepare,
+	.buf_cleanup		= vcam_buf_cleanup,
 	.buf_queue		= vcam_buf_queue,
 	.start_streaming	= vcam_start_streaming,
 	.stop_streaming		= vcam_stop_streaming,
@@ -831,6 +922,7 @@ int vcam_queue_init(struct vcam_device *dev)
 	INIT_LIST_HEAD(&dev->out_pending);
 	INIT_LIST_HEAD(&dev->out_done);
 	INIT_LIST_HEAD(&dev->cap_queued);
+	INIT_LIST_HEAD(&dev->cap_all);
 	init_waitqueue_head(&dev->out_wait);
 	init_waitqueue_head(&dev->status_wait);
 	INIT_WORK(&dev->work, vcam_frame_work);

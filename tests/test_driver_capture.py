@@ -104,7 +104,8 @@ def test_parm_default_and_range(cam):
         assert p.capability == v4l2.V4L2_CAP_TIMEPERFRAME
         assert (p.timeperframe.numerator, p.timeperframe.denominator) == (1, 30)
         # no producer yet: the requested rate is the nominal one, clamped
-        for (num, den), want in {(1, 15): 15, (1, 5000): 1000, (10, 1): 1, (1001, 30000): 30, (0, 0): 30}.items():
+        for (num, den), want in {(1, 15): 15, (1, 5000): 1000, (10, 1): 1, (2, 0xFFFFFFFF): 1000,
+                           (1001, 30000): 30, (0, 0): 30}.items():
             got = v4l2.s_parm(cap.fd, num, den).parm.capture.timeperframe
             assert (got.numerator, got.denominator) == (1, want)
             g = v4l2.g_parm(cap.fd).parm.capture.timeperframe

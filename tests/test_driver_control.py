@@ -97,6 +97,7 @@ def test_create_bad_struct_pointer(ctl):
         (b"Cam-1", errno.EINVAL),
         (b"Cam_1", errno.EINVAL),
         (b"Caf\xc3\xa9", errno.EINVAL),
+        (b"Cam\xe9ra", errno.EINVAL),  # Latin-1: a letter to the kernel's isalnum()
         (b"Tab\tCam", errno.EINVAL),
         (b"A" * 32, errno.E2BIG),
         (b"A" * 100, errno.E2BIG),
@@ -132,6 +133,7 @@ def test_good_labels_are_the_card(ctl, label):
         (dict(pixelformat=v4l2.V4L2_PIX_FMT_MJPEG, bytesperline=64), errno.EINVAL),
         (dict(width=65536, height=65536), errno.EOVERFLOW),
         (dict(width=0xFFFFFFFF, height=2), errno.EOVERFLOW),
+        (dict(width=0x80000000, height=0x80000000), errno.EOVERFLOW),  # 64-bit bits wrap
     ],
 )
 def test_strict_format(ctl, kw, code):

@@ -255,3 +255,74 @@ def test_g_parm_reports_the_rate_the_producer_delivers(fps):
         assert tpf.denominator == fps, f"G_PARM says {tpf.denominator} fps, the producer sends {fps}"
         assert abs(received - fps) < 0.1 * fps
         cap.streamoff()
+
+
+def test_partial_import_never_copies_into_the_producers_memory():
+    """The consumer imported only slot 1's DMA-BUF. Frame 1 (slot 0) has no
+    buffer sharing its memory and the only queued capture buffer is slot 1's
+    memory: copying there would overwrite frame 2. Frame 1 completes with the
+    error flag instead, unwritten, and frame 2 still arrives whole,
+    zero-copy."""
+    with Camera(nr_frames=2) as cam, Capture(cam.video) as cap:
+        cap.reqbufs(1, DMABUF)
+        cap.qbuf(0, cam.bufs[1].fd, cam.bufs[1].size)
+        cap.streamon()
+        # Frame 0 from slot 1: the driver now knows slot 1's memory.
+        cam.fill_and_queue(1, 0xB0)
+        b = cap.dqbuf()
+        assert b.sequence == 0 and not b.flags & v4l2.V4L2_BUF_FLAG_ERROR
+        cap.qbuf(0, cam.bufs[1].fd, cam.bufs[1].size)
+        assert cam.dequeue().index == 1
+        cam.fill_and_queue(0, 0xA1)
+        cam.fill_and_queue(1, 0xB2)
+        b = cap.dqbuf()
+        assert b.sequence == 1 and b.flags & v4l2.V4L2_BUF_FLAG_ERROR
+        assert cam.dequeue().index == 0  # frame 1 came back to the producer
+        assert cam.bufs[1].read(cam.size) == b"\xb2" * cam.size
+        cap.qbuf(0, cam.bufs[1].fd, cam.bufs[1].size)
+        b = cap.dqbuf()
+        assert b.sequence == 2 and not b.flags & v4l2.V4L2_BUF_FLAG_ERROR
+        assert cam.bufs[1].read(cam.size) == b"\xb2" * cam.size
+        s = stats(cam.nr)
+        assert (s["frames_zero_copy"], s["frames_copied"], s["frames_errored"]) == (2, 0, 1)
+        cap.streamoff()
+
+
+def test_frame_waits_for_the_held_buffer_that_shares_its_memory():
+    """Capture buffer 0 imports slot 0's DMA-BUF but the consumer holds it;
+    only buffer 1 (slot 1's memory) is queued. A frame from slot 0 must not
+    be copied into slot 1's memory: it waits for buffer 0 and then goes
+    there zero-copy, and the next frame, from slot 1, follows into buffer 1."""
+    with Camera(nr_frames=3) as cam, Capture(cam.video) as cap:
+        cap.reqbufs(2, DMABUF)
+        for i in range(2):
+            cap.qbuf(i, cam.bufs[i].fd, cam.bufs[i].size)
+        cap.streamon()
+        cam.fill_and_queue(0, 0xA0)
+        cam.fill_and_queue(1, 0xB1)
+        assert [(b.index, b.sequence) for b in (cap.dqbuf(), cap.dqbuf())] == [(0, 0), (1, 1)]
+        cap.qbuf(0, cam.bufs[0].fd, cam.bufs[0].size)
+        assert cam.dequeue().index == 0
+        # Frame 2 from slot 2, whose memory nobody imported: the only queued
+        # buffer is slot 0's memory, so it completes with the error flag.
+        cam.fill_and_queue(2, 0xC2)
+        b = cap.dqbuf()
+        assert (b.index, b.sequence) == (0, 2) and b.flags & v4l2.V4L2_BUF_FLAG_ERROR
+        assert cam.dequeue().index == 2
+        # The consumer now holds buffer 0 and gives buffer 1 back.
+        cap.qbuf(1, cam.bufs[1].fd, cam.bufs[1].size)
+        assert cam.dequeue().index == 1
+        cam.fill_and_queue(0, 0xA3)
+        cam.fill_and_queue(1, 0xB4)
+        with pytest.raises(TimeoutError):
+            cap.dqbuf(timeout=1.0)
+        assert cam.bufs[1].read(cam.size) == b"\xb4" * cam.size
+        cap.qbuf(0, cam.bufs[0].fd, cam.bufs[0].size)
+        first, second = cap.dqbuf(), cap.dqbuf()
+        assert (first.index, first.sequence, second.index, second.sequence) == (0, 3, 1, 4)
+        assert not (first.flags | second.flags) & v4l2.V4L2_BUF_FLAG_ERROR
+        assert cam.bufs[0].read(cam.size) == b"\xa3" * cam.size
+        assert cam.bufs[1].read(cam.size) == b"\xb4" * cam.size
+        s = stats(cam.nr)
+        assert (s["frames_zero_copy"], s["frames_copied"], s["frames_errored"]) == (4, 0, 1)
+        cap.streamoff()

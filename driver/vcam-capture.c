@@ -106,8 +106,9 @@ static int vcam_querycap(struct file *file, void *priv,
 
 	strscpy(cap->driver, VCAM_DRIVER_NAME, sizeof(cap->driver));
 	strscpy(cap->card, dev->card, sizeof(cap->card));
-	snprintf(cap->bus_info, sizeof(cap->bus_info), "platform:vcam-%u",
-		 dev->nr);
+	/* vdev.num is set before the node appears; dev->nr only after */
+	snprintf(cap->bus_info, sizeof(cap->bus_info), "platform:vcam-%d",
+		 dev->vdev.num);
 	return 0;
 }
 

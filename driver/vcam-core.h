@@ -27,6 +27,14 @@
 #define VCAM_MIN_FPS		1
 #define VCAM_MAX_FPS		1000
 
+/*
+ * How long the frame path waits for a frame's fences (a GPU still writing
+ * it) or a capture buffer's (a device still reading it). A fence that never
+ * signals fails one frame instead of hanging the frame path, and with it
+ * STREAMOFF and close().
+ */
+#define VCAM_FENCE_TIMEOUT_MS	1000
+
 /* Producer timestamps kept to measure the rate it delivers at */
 #define VCAM_RATE_WINDOW	16
 

@@ -44,6 +44,7 @@
 
 #include <linux/dma-buf.h>
 #include <linux/dma-direction.h>
+#include <linux/dma-resv.h>
 #include <linux/iosys-map.h>
 #include <linux/ktime.h>
 #include <linux/math64.h>
@@ -511,6 +512,14 @@ noinline __noclone void vcam_zero_copy(unsigned int dev_nr, u32 out_index,
 	vb2_set_plane_payload(&cap->vb.vb2_buf, 0, bytes);
 }
 
+/* Wait, bounded, for @dbuf's fences of @usage; true once they signalled */
+static bool vcam_fences_signalled(struct dma_buf *dbuf,
+				  enum dma_resv_usage usage)
+{
+	return dma_resv_wait_timeout(dbuf->resv, usage, false,
+				     msecs_to_jiffies(VCAM_FENCE_TIMEOUT_MS)) > 0;
+}
+
 /**
  * vcam_copy() - copy a frame into a capture buffer with the CPU
  * @dev_nr: the N of /dev/videoN
@@ -534,6 +543,8 @@ noinline __noclone int vcam_copy(unsigned int dev_nr, u32 out_index,
 	void *vaddr;
 	int ret;
 
+	if (cap_dbuf && !vcam_fences_signalled(cap_dbuf, DMA_RESV_USAGE_READ))
+		return -ETIMEDOUT;
 	if (cap_dbuf) {
 		bool producers;
 
@@ -611,7 +622,13 @@ noinline __noclone int vcam_dispatch(unsigned int dev_nr, u32 out_index,
 	if (!dev->finfo->compressed && bytes < dev->fmt.sizeimage)
 		error = true;
 
-	if (out->dbuf && vcam_cap_dbuf(cap) == out->dbuf) {
+	if (out->dbuf &&
+	    !vcam_fences_signalled(out->dbuf, DMA_RESV_USAGE_WRITE)) {
+		/* Still being written: hand out none of it */
+		vb2_set_plane_payload(vb, 0, 0);
+		path = VCAM_PATH_ERROR;
+		error = true;
+	} else if (out->dbuf && vcam_cap_dbuf(cap) == out->dbuf) {
 		vcam_zero_copy(dev_nr, out_index, cap_index, bytes, out, cap);
 		path = VCAM_PATH_ZERO_COPY;
 	} else if (!vcam_copy(dev_nr, out_index, cap_index, bytes, out, cap)) {

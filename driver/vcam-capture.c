@@ -292,55 +292,24 @@ static struct vcam_device *vcam_from_device(struct device *d)
 	return container_of(to_video_device(d), struct vcam_device, vdev);
 }
 
-static ssize_t vcam_stat_emit(struct device *d, char *buf, size_t offset)
-{
-	struct vcam_stats stats;
+/* A read-only attribute for one counter of &struct vcam_stats */
+#define VCAM_STAT_ATTR(name)						\
+static ssize_t name##_show(struct device *d,				\
+			   struct device_attribute *attr, char *buf)	\
+{									\
+	struct vcam_stats stats;					\
+									\
+	vcam_stats_read(vcam_from_device(d), &stats);			\
+	return sysfs_emit(buf, "%llu\n", stats.name);			\
+}									\
+static DEVICE_ATTR_RO(name)
 
-	vcam_stats_read(vcam_from_device(d), &stats);
-	return sysfs_emit(buf, "%llu\n", *(u64 *)((char *)&stats + offset));
-}
-
-static ssize_t frames_queued_show(struct device *d,
-				  struct device_attribute *attr, char *buf)
-{
-	return vcam_stat_emit(d, buf, offsetof(struct vcam_stats, frames_queued));
-}
-static DEVICE_ATTR_RO(frames_queued);
-
-static ssize_t frames_dequeued_show(struct device *d,
-				    struct device_attribute *attr, char *buf)
-{
-	return vcam_stat_emit(d, buf, offsetof(struct vcam_stats, frames_dequeued));
-}
-static DEVICE_ATTR_RO(frames_dequeued);
-
-static ssize_t frames_zero_copy_show(struct device *d,
-				     struct device_attribute *attr, char *buf)
-{
-	return vcam_stat_emit(d, buf, offsetof(struct vcam_stats, frames_zero_copy));
-}
-static DEVICE_ATTR_RO(frames_zero_copy);
-
-static ssize_t frames_copied_show(struct device *d,
-				  struct device_attribute *attr, char *buf)
-{
-	return vcam_stat_emit(d, buf, offsetof(struct vcam_stats, frames_copied));
-}
-static DEVICE_ATTR_RO(frames_copied);
-
-static ssize_t frames_errored_show(struct device *d,
-				   struct device_attribute *attr, char *buf)
-{
-	return vcam_stat_emit(d, buf, offsetof(struct vcam_stats, frames_errored));
-}
-static DEVICE_ATTR_RO(frames_errored);
-
-static ssize_t bytes_copied_show(struct device *d,
-				 struct device_attribute *attr, char *buf)
-{
-	return vcam_stat_emit(d, buf, offsetof(struct vcam_stats, bytes_copied));
-}
-static DEVICE_ATTR_RO(bytes_copied);
+VCAM_STAT_ATTR(frames_queued);
+VCAM_STAT_ATTR(frames_dequeued);
+VCAM_STAT_ATTR(frames_zero_copy);
+VCAM_STAT_ATTR(frames_copied);
+VCAM_STAT_ATTR(frames_errored);
+VCAM_STAT_ATTR(bytes_copied);
 
 static ssize_t fps_show(struct device *d, struct device_attribute *attr,
 			char *buf)

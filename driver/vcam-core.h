@@ -6,6 +6,7 @@
 #ifndef _VCAM_CORE_H
 #define _VCAM_CORE_H
 
+#include <linux/build_bug.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
@@ -214,6 +215,19 @@ struct vcam_device {
 	u64 last_queue_ns;
 	struct vcam_stats stats;
 };
+
+/*
+ * observe/vcam_probes.c reads cameras and slots without this header: it
+ * mirrors the first three fields of struct vcam_device (kernel types only)
+ * and the first field of struct vcam_out_buf. Keep them where they are.
+ */
+static_assert(offsetof(struct vcam_device, v4l2_dev) == 0);
+static_assert(offsetof(struct vcam_device, vdev) ==
+	      ALIGN(sizeof(struct v4l2_device), __alignof__(struct video_device)));
+static_assert(offsetof(struct vcam_device, queue) ==
+	      ALIGN(offsetof(struct vcam_device, vdev) + sizeof(struct video_device),
+		    __alignof__(struct vb2_queue)));
+static_assert(offsetof(struct vcam_out_buf, dev) == 0);
 
 /**
  * struct vcam_config - a validated VCAM_IOC_CREATE request

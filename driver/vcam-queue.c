@@ -40,6 +40,12 @@
  *	the CPU copy of the payload (bytes long); returns 0 or -errno.
  *   vcam_out_release(dev_nr, out_index, cap_index, out, dbuf)
  *	an in-flight slot is released because its capture buffer came back.
+ *   vcam_device_create(cfg)
+ *	(vcam-capture.c) a camera is created; returns it, its node number in
+ *	vdev.num, or an ERR_PTR. observe/ resets its state for the camera here.
+ *
+ * observe/ also finds vcam's own vb2 queues by their ops, the symbol
+ * vcam_vb2_ops.
  */
 
 #include <linux/dma-buf.h>

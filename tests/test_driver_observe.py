@@ -16,6 +16,7 @@ SYMBOLS = [
     "vcam_zero_copy",
     "vcam_copy",
     "vcam_out_release",
+    "vcam_device_create",
 ]
 
 

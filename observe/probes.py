@@ -1,0 +1,319 @@
+"""Load vcam_probes.c with bcc, attach it where the running kernel allows,
+and read its maps into a metrics.Snapshot.
+
+Attach points are checked before attaching (kallsyms for functions, tracefs
+for tracepoints); one that is missing is reported by name and the rest runs.
+The vcam module may come and go while we run: `refresh()` notices a module
+loaded, unloaded or reloaded (by its .text address) and attaches, detaches
+or re-attaches its probes. The program is compiled once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import metrics
+
+PROGRAM_FILE = Path(__file__).with_name("vcam_probes.c")
+SYSFS_V4L = Path("/sys/class/video4linux")
+TRACEFS_ROOTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+# The vcam symbol whose address tells vb2 events on vcam's queues apart
+VCAM_OPS_SYMBOL = "vcam_vb2_ops"
+BPF_ERROR_KINDS = ("map_full", "unpaired")
+
+# Warnings clang gives about the kernel's own headers, not about our program
+QUIET_KERNEL_HEADERS = ["-Wno-duplicate-decl-specifier", "-Wno-ignored-attributes"]
+
+# Linux capability numbers (CapEff in /proc/self/status)
+CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
+
+
+class ObserveError(Exception):
+    """A problem worth one clear line to the user."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    kind: str       # kprobe | kretprobe | raw_tracepoint
+    target: str     # function or tracepoint name
+    fn: str         # BPF function in vcam_probes.c
+    module: str     # kernel module that holds the target
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+
+PROBES = (
+    Probe("kretprobe", "vcam_device_create", "ret_device_create", "vcam"),
+    Probe("kprobe", "vcam_out_queue", "entry_out_queue", "vcam"),
+    Probe("kretprobe", "vcam_out_queue", "ret_out_queue", "vcam"),
+    Probe("kprobe", "vcam_out_dequeue", "entry_out_dequeue", "vcam"),
+    Probe("kretprobe", "vcam_out_dequeue", "ret_out_dequeue", "vcam"),
+    Probe("kprobe", "vcam_dispatch", "entry_dispatch", "vcam"),
+    Probe("kretprobe", "vcam_dispatch", "ret_dispatch", "vcam"),
+    Probe("kprobe", "vcam_copy", "entry_copy", "vcam"),
+    Probe("kretprobe", "vcam_copy", "ret_copy", "vcam"),
+    Probe("raw_tracepoint", "vb2_buf_queue", "on_vb2_buf_queue", "videobuf2_common"),
+    Probe("raw_tracepoint", "vb2_dqbuf", "on_vb2_dqbuf", "videobuf2_common"),
+    Probe("kprobe", "vb2_buffer_done", "entry_buffer_done", "videobuf2_common"),
+    Probe("kprobe", "vb2_core_streamon", "entry_core_streamon", "videobuf2_common"),
+    Probe("kretprobe", "vb2_core_streamon", "ret_core_stream", "videobuf2_common"),
+    Probe("kprobe", "vb2_core_streamoff", "entry_core_streamoff", "videobuf2_common"),
+    Probe("kretprobe", "vb2_core_streamoff", "ret_core_stream", "videobuf2_common"),
+)
+MODULES = ("vcam", "videobuf2_common")
+
+
+def program_text() -> str:
+    return PROGRAM_FILE.read_text()
+
+
+def check_privileges() -> None:
+    """Raise ObserveError unless we may load BPF and attach kprobes."""
+    if os.geteuid() == 0:
+        return
+    caps = 0
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("CapEff:"):
+                caps = int(line.split()[1], 16)
+    except OSError:
+        pass
+    if caps & (1 << CAP_SYS_ADMIN) or (caps & (1 << CAP_BPF) and caps & (1 << CAP_PERFMON)):
+        return
+    raise ObserveError("needs root (or CAP_BPF and CAP_PERFMON) to load the BPF probes")
+
+
+def module_identity(module: str) -> str | None:
+    """Something that changes when a module is reloaded; None if not loaded."""
+    base = Path("/sys/module") / module
+    if not (base / "initstate").exists():
+        return None
+    try:
+        return (base / "sections" / ".text").read_text().strip()
+    except OSError:
+        return "loaded"
+
+
+def module_symbols(modules) -> dict[str, int]:
+    """Addresses of the symbols of the given modules, from /proc/kallsyms."""
+    wanted = {f"[{m}]" for m in modules}
+    found = {}
+    with open("/proc/kallsyms") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 4 and parts[3] in wanted:
+                found[parts[2]] = int(parts[0], 16)
+    return found
+
+
+def tracepoint_exists(name: str) -> bool:
+    for root in TRACEFS_ROOTS:
+        if (root / "events").is_dir():
+            return any((root / "events" / group / name).is_dir() for group in ("vb2",))
+    return True     # no tracefs to ask: try, and report a failure
+
+
+def sysfs_cameras(root: Path = SYSFS_V4L) -> dict[int, tuple[str, int | None]]:
+    """The vcam cameras present now: N -> (card label, output slots)."""
+    cams = {}
+    try:
+        nodes = list(root.iterdir())
+    except OSError:
+        return cams
+    for node in nodes:
+        if not node.name.startswith("video") or not (node / "vcam").is_dir():
+            continue
+        try:
+            nr = int(node.name[5:])
+            card = (node / "name").read_text().strip()
+            # "idle 2 queued 1 active 0 inflight 0 done 1"
+            words = (node / "vcam" / "slots").read_text().split()
+            slots = sum(int(w) for w in words[1::2])
+        except (OSError, ValueError):
+            continue    # went away while we looked
+        cams[nr] = (card, slots)
+    return cams
+
+
+class Probes:
+    """The compiled program and its attachments. Thread-safe."""
+
+    def __init__(self, log=None, bpf_factory=None, symbols=module_symbols, identity=module_identity):
+        self._symbols, self._module_identity = symbols, identity
+        self.log = log or (lambda msg: print(f"vcam-observe: {msg}", file=sys.stderr))
+        self._lock = threading.Lock()
+        self._attached: dict[Probe, bool] = {p: False for p in PROBES}
+        self._reported: set[tuple[Probe, str]] = set()
+        self._identity: dict[str, str | None] = {m: None for m in MODULES}
+        self._started = False
+        try:
+            if bpf_factory is None:
+                from bcc import BPF as bpf_factory
+        except ImportError:
+            raise ObserveError("bcc is not importable: install python3-bpfcc and use a venv with system site packages")
+        check_privileges()
+        try:
+            self.bpf = bpf_factory(text=program_text().encode(), cflags=QUIET_KERNEL_HEADERS)
+        except Exception as e:  # bcc raises plain Exception on compile/load failure
+            raise ObserveError(f"cannot load the BPF program: {e}") from None
+
+    # -- attaching -------------------------------------------------------
+
+    def _report(self, probe: Probe, why: str) -> None:
+        if (probe, why) not in self._reported:
+            self._reported.add((probe, why))
+            self.log(f"probe {probe.name}: {why}; the other probes still run")
+
+    def _attach(self, probe: Probe, symbols: dict[str, int]) -> None:
+        if probe.kind == "raw_tracepoint":
+            if not tracepoint_exists(probe.target):
+                self._report(probe, "tracepoint not found in the running kernel")
+                return
+        elif probe.target not in symbols:
+            self._report(probe, f"symbol {probe.target} not found in module {probe.module}")
+            return
+        try:
+            if probe.kind == "kprobe":
+                self.bpf.attach_kprobe(event=probe.target.encode(), fn_name=probe.fn.encode())
+            elif probe.kind == "kretprobe":
+                self.bpf.attach_kretprobe(event=probe.target.encode(), fn_name=probe.fn.encode(), maxactive=64)
+            else:
+                self.bpf.attach_raw_tracepoint(tp=probe.target.encode(), fn_name=probe.fn.encode())
+        except Exception as e:
+            self._report(probe, f"cannot attach ({e})")
+            return
+        self._attached[probe] = True
+
+    def _detach(self, probe: Probe) -> None:
+        if not self._attached[probe]:
+            return
+        try:
+            if probe.kind == "kprobe":
+                self.bpf.detach_kprobe(event=probe.target.encode(), fn_name=probe.fn.encode())
+            elif probe.kind == "kretprobe":
+                self.bpf.detach_kretprobe(event=probe.target.encode(), fn_name=probe.fn.encode())
+            else:
+                self.bpf.detach_raw_tracepoint(tp=probe.target.encode())
+        except Exception as e:
+            self.log(f"probe {probe.name}: detach failed ({e})")
+        self._attached[probe] = False
+
+    def refresh(self) -> None:
+        """Follow modules being loaded, unloaded or reloaded."""
+        with self._lock:
+            changed = [m for m in MODULES if self._module_identity(m) != self._identity[m]]
+            if not self._started:
+                self._started = True
+                for m in MODULES:
+                    if m not in changed:
+                        self.log(f"module {m} is not loaded; its probes attach when it appears")
+            if not changed:
+                return
+            for probe in PROBES:
+                if probe.module in changed:
+                    self._detach(probe)
+            if "vcam" in changed:
+                # Nothing of an unloaded module's cameras survives
+                self.bpf["config"][0] = self.bpf["config"].Leaf(0)
+                for table in ("cams", "hists", "stamps", "newest", "calls", "dispatches"):
+                    self.bpf[table].clear()
+            loaded = [m for m in changed if self._module_identity(m) is not None]
+            symbols = self._symbols(loaded) if loaded else {}
+            if "vcam" in loaded:
+                ops = symbols.get(VCAM_OPS_SYMBOL)
+                if ops is None:
+                    self.log(f"symbol {VCAM_OPS_SYMBOL} not found: videobuf2 events cannot be told apart, "
+                             "capture-side metrics stay empty")
+                else:
+                    self.bpf["config"][0] = self.bpf["config"].Leaf(ops)
+            for probe in PROBES:
+                if probe.module in loaded:
+                    self._attach(probe, symbols)
+            for m in changed:
+                self._identity[m] = self._module_identity(m)
+
+    def attached(self) -> dict[str, bool]:
+        with self._lock:
+            return {p.name: ok for p, ok in self._attached.items()}
+
+    # -- reading ---------------------------------------------------------
+
+    def snapshot(self, cameras: dict[int, tuple[str, int | None]] | None = None) -> metrics.Snapshot:
+        """Read the maps. Cameras are those in sysfs now; BPF entries of
+        cameras that went away are dropped from the maps."""
+        if cameras is None:
+            cameras = sysfs_cameras()
+        with self._lock:
+            current = {k.value: v.value for k, v in self.bpf["newest"].items()}
+            entries = {k.value: v for k, v in self.bpf["cams"].items()}
+            hist_items = list(self.bpf["hists"].items())
+            errors = {kind: self.bpf["errors"][i].value for i, kind in enumerate(BPF_ERROR_KINDS)}
+
+            # One entry per live camera: the one created last, else the newest
+            chosen: dict[int, int] = {}
+            for dev, cam in entries.items():
+                nr = cam.dev_nr
+                if nr not in cameras:
+                    continue
+                if current.get(nr) == dev:
+                    chosen[nr] = dev
+                elif current.get(nr) not in entries and (
+                        nr not in chosen or cam.id > entries[chosen[nr]].id):
+                    chosen[nr] = dev
+            # Forget cameras that went away
+            live = set(chosen.values())
+            live_ids = {entries[dev].id for dev in live}
+            for dev in entries:
+                if dev not in live:
+                    self.bpf["cams"].pop(self.bpf["cams"].Key(dev), None)
+            for nr in list(current):
+                if nr not in cameras:
+                    self.bpf["newest"].pop(self.bpf["newest"].Key(nr), None)
+            for key, _ in list(self.bpf["stamps"].items()):
+                if key.cam not in live_ids:
+                    self.bpf["stamps"].pop(key, None)
+
+            hists: dict[int, dict[int, metrics.Histogram]] = {}   # camera id -> kind -> histogram
+            for key, value in hist_items:
+                if key.cam not in live_ids:
+                    self.bpf["hists"].pop(key, None)
+                    continue
+                h = hists.setdefault(key.cam, {}).setdefault(key.kind, metrics.Histogram())
+                if key.slot == 0xffff:
+                    h.total = value.value
+                else:
+                    h.slots[key.slot] = value.value
+            attached = {p.name: ok for p, ok in self._attached.items()}
+
+        samples = []
+        for nr, (card, slots) in cameras.items():
+            sample = metrics.CameraSample(device_nr=nr, card=card, slots=slots)
+            dev = chosen.get(nr)
+            if dev is not None:
+                c = entries[dev]
+                sample.frames_queued = c.frames_queued
+                sample.frames_dequeued = c.frames_dequeued
+                sample.frames_zero_copy = c.frames_zero_copy
+                sample.frames_copied = c.frames_copied
+                sample.frames_errored = c.frames_errored
+                sample.bytes_copied = c.bytes_copied
+                sample.output_depth = max(c.out_depth, 0)
+                sample.capture_depth = max(c.cap_depth, 0)
+                sample.streaming = bool(c.streaming)
+                sample.producer = c.producer_comm.decode(errors="replace")
+                sample.consumer = c.consumer_comm.decode(errors="replace")
+                sample.histograms = hists.get(c.id, {})
+            samples.append(sample)
+        return metrics.Snapshot(cameras=samples, probes=attached, bpf_errors=errors)
+
+    def close(self) -> None:
+        with self._lock:
+            for probe in PROBES:
+                self._detach(probe)
+            self.bpf.cleanup()

@@ -1,0 +1,239 @@
+"""The metric model and the exporter's logic, without BPF: bucket
+conversion, exposition format, the collector's failure handling, the CLI's
+bad-input paths. Runs on the host."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from observe import cli, exporter, metrics
+from observe.probes import PROBES, program_text
+from observe_scrape import buckets, samples, value
+
+ROOT = Path(__file__).resolve().parent.parent
+VCAM_OBSERVE = [sys.executable, "-m", "observe.cli"]
+
+
+@pytest.mark.parametrize("ns,slot", [(0, 0), (1, 0), (2, 1), (3, 2), (4, 2), (5, 3), (1024, 10), (1025, 11),
+                                     (2**34, 34), (2**34 + 1, 35)])
+def test_log2_slot_upper_bound_inclusive(ns, slot):
+    assert metrics.log2_slot(ns) == slot
+    assert ns <= 2**slot
+    assert slot == 0 or ns > 2**(slot - 1)
+
+
+def test_latency_buckets_are_cumulative_seconds_with_inf():
+    hist = metrics.Histogram(slots={3: 1, 10: 2, 12: 4, 40: 1}, total=123)
+    got = metrics.latency_buckets(hist)
+    assert got[0] == (repr(1024 / 1e9), 3)      # slots 3 and 10 are <= 2^10 ns
+    assert dict(got)[repr(4096 / 1e9)] == 7
+    assert got[-2] == (repr(2**34 / 1e9), 7)    # slot 40 is beyond the last bound
+    assert got[-1] == ("+Inf", 8)
+    counts = [n for _, n in got]
+    assert counts == sorted(counts)
+
+
+def test_depth_buckets():
+    hist = metrics.Histogram(slots={0: 2, 1: 1, 4: 3, 64: 1}, total=13)
+    got = dict(metrics.depth_buckets(hist))
+    assert got["0.0"] == 2 and got["1.0"] == 3 and got["3.0"] == 3 and got["4.0"] == 6
+    assert got["64.0"] == 7 and got["+Inf"] == 7
+
+
+def test_quantile_slot():
+    hist = metrics.Histogram(slots={10: 50, 12: 49, 20: 1})
+    assert metrics.quantile_slot(hist, 0.5) == 10
+    assert metrics.quantile_slot(hist, 0.99) == 12
+    assert metrics.quantile_slot(hist, 1.0) == 20
+    assert metrics.quantile_slot(metrics.Histogram(), 0.5) is None
+
+
+class FakeSource:
+    """A scripted snapshot; the real source is tested in the guest."""
+
+    def __init__(self, snapshot=None, error=None):
+        self.snap, self.error, self.refreshed = snapshot, error, 0
+
+    def refresh(self):
+        self.refreshed += 1
+
+    def snapshot(self):
+        if self.error:
+            raise self.error
+        return self.snap
+
+
+def sample_snapshot():
+    cam = metrics.CameraSample(
+        device_nr=3, card="lab cam", slots=4, frames_queued=10, frames_dequeued=9, frames_zero_copy=6,
+        frames_copied=3, frames_errored=1, bytes_copied=3 * 614400, output_depth=1, capture_depth=2,
+        streaming=True, producer="vcam-producer", consumer="gst-launch-1.0",
+        histograms={0: metrics.Histogram({12: 5, 14: 5}, 10 * 10000), 4: metrics.Histogram({0: 1, 2: 3}, 6)})
+    return metrics.Snapshot(cameras=[cam], probes={"kprobe:vcam_copy": True, "kprobe:vcam_dispatch": False},
+                            bpf_errors={"map_full": 0, "unpaired": 2})
+
+
+def test_exposition_of_a_snapshot():
+    series = samples(exporter.render(FakeSource(sample_snapshot())).decode())
+    d = dict(device="video3")
+    assert value(series, "vcam_camera_info", card="lab cam", **d) == 1
+    assert value(series, "vcam_process_info", role="producer", comm="vcam-producer", **d) == 1
+    assert value(series, "vcam_process_info", role="consumer", comm="gst-launch-1.0", **d) == 1
+    assert value(series, "vcam_frames_delivered_total", path="zero_copy", **d) == 6
+    assert value(series, "vcam_frames_delivered_total", path="copy", **d) == 3
+    assert value(series, "vcam_frames_errored_total", **d) == 1
+    assert value(series, "vcam_copied_bytes_total", **d) == 3 * 614400
+    assert value(series, "vcam_output_queue_depth", **d) == 1
+    assert value(series, "vcam_capture_queue_depth", **d) == 2
+    assert value(series, "vcam_output_slots", **d) == 4
+    assert value(series, "vcam_frame_delivery_latency_seconds_count", **d) == 10
+    assert value(series, "vcam_frame_delivery_latency_seconds_sum", **d) == pytest.approx(1e-4)
+    assert buckets(series, "vcam_frame_delivery_latency_seconds", **d)[4096e-9] == 5
+    assert value(series, "vcam_output_queue_depth_seen_count", **d) == 4
+    assert value(series, "vcam_copy_duration_seconds_count", **d) == 0     # empty, but present
+    assert value(series, "vcam_exporter_probe_attached", probe="kprobe:vcam_dispatch") == 0
+    assert value(series, "vcam_exporter_bpf_errors_total", kind="unpaired") == 2
+    assert value(series, "vcam_exporter_scrape_success", source="bpf") == 1
+    assert ("vcam_exporter_scrape_duration_seconds", frozenset()) in series
+
+
+def test_metric_names_follow_the_rules():
+    text = exporter.render(FakeSource(sample_snapshot())).decode()
+    for family in text_string_to_metric_families(text):
+        assert family.name.startswith("vcam_")
+        if family.type == "counter":
+            assert all(s.name.endswith("_total") for s in family.samples)
+        for s in family.samples:
+            assert "pid" not in s.labels
+
+
+def test_a_failing_source_is_a_failed_scrape_not_a_crash():
+    logged = []
+    registry = exporter.make_registry(FakeSource(error=RuntimeError("map gone")), log=logged.append)
+    series = samples(exporter.generate_latest(registry).decode())
+    assert value(series, "vcam_exporter_scrape_success", source="bpf") == 0
+    assert not any(k[0].startswith("vcam_frames") for k in series)
+    assert logged == ["scrape failed: map gone"]
+
+
+def test_collector_reads_the_source_on_every_scrape():
+    source = FakeSource(metrics.Snapshot())
+    registry = exporter.make_registry(source)
+    exporter.generate_latest(registry)
+    exporter.generate_latest(registry)
+    assert source.refreshed == 2
+
+
+@pytest.mark.parametrize("text,expected", [("127.0.0.1:9477", ("127.0.0.1", 9477)),
+                                           ("0.0.0.0:1", ("0.0.0.0", 1)), ("[::1]:9477", ("::1", 9477))])
+def test_parse_listen(text, expected):
+    assert exporter.parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["9477", "host:", ":9477", "host:0", "host:65536", "host:port"])
+def test_parse_listen_rejects(text):
+    with pytest.raises(ValueError):
+        exporter.parse_listen(text)
+
+
+def run_cli(*args, user=None):
+    cmd = VCAM_OBSERVE + list(args)
+    if user:
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--inh-caps=-all"] + cmd
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+def test_ebpf_flag_prints_the_program():
+    r = run_cli("--ebpf")
+    assert r.returncode == 0
+    assert r.stdout == program_text()
+    for probe in PROBES:
+        assert f"int {probe.fn}(" in r.stdout
+
+
+def test_ebpf_flag_is_hidden():
+    assert "--ebpf" not in cli.build_parser().format_help()
+
+
+def test_bad_listen_is_one_line():
+    r = run_cli("export", "--listen", "nonsense")
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("vcam-observe: --listen wants ADDR:PORT")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_without_privileges_one_line():
+    r = run_cli("export", user="65534")
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip() == "vcam-observe: needs root (or CAP_BPF and CAP_PERFMON) to load the BPF probes"
+
+
+class FakeTable(dict):
+    Leaf = int
+    Key = int
+
+
+class FakeBPF:
+    """Records attach calls; the real attach is tested in the guest."""
+
+    def __init__(self, text, cflags=None):
+        self.text, self.tables, self.attached = text, {}, []
+
+    def __getitem__(self, name):
+        return self.tables.setdefault(name, FakeTable())
+
+    def attach_kprobe(self, event, fn_name):
+        self.attached.append(("kprobe", event.decode()))
+
+    def attach_kretprobe(self, event, fn_name, maxactive=0):
+        self.attached.append(("kretprobe", event.decode()))
+
+    def attach_raw_tracepoint(self, tp, fn_name):
+        self.attached.append(("raw_tracepoint", tp.decode()))
+
+    def detach_kprobe(self, event, fn_name):
+        self.attached.remove(("kprobe", event.decode()))
+
+    def detach_kretprobe(self, event, fn_name):
+        self.attached.remove(("kretprobe", event.decode()))
+
+    def detach_raw_tracepoint(self, tp):
+        self.attached.remove(("raw_tracepoint", tp.decode()))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Probes checks for root first")
+def test_a_missing_symbol_is_named_and_the_rest_attaches(monkeypatch):
+    from observe import probes as probes_mod
+    monkeypatch.setattr(probes_mod, "tracepoint_exists", lambda name: True)
+    all_symbols = {p.target: 0x1000 for p in PROBES} | {"vcam_vb2_ops": 0x2000}
+    symbols = {k: v for k, v in all_symbols.items() if k != "vcam_copy"}
+    loaded = {"vcam": "0xa", "videobuf2_common": "0xb"}
+    logged = []
+    p = probes_mod.Probes(log=logged.append, bpf_factory=FakeBPF, symbols=lambda mods: symbols,
+                          identity=lambda m: loaded.get(m))
+    p.refresh()
+    attached = p.attached()
+    assert attached["kprobe:vcam_copy"] is False and attached["kretprobe:vcam_copy"] is False
+    assert all(ok for name, ok in attached.items() if "vcam_copy" not in name)
+    assert logged == ["probe kprobe:vcam_copy: symbol vcam_copy not found in module vcam; the other probes still run",
+                      "probe kretprobe:vcam_copy: symbol vcam_copy not found in module vcam; the other probes still run"]
+    assert p.bpf["config"][0] == 0x2000
+
+    # vcam unloaded: its probes go, vb2's stay, nothing of its cameras is left
+    del loaded["vcam"]
+    p.bpf["cams"][1] = "stale"
+    p.refresh()
+    attached = p.attached()
+    assert not any(ok for name, ok in attached.items() if ":vcam_" in name)
+    assert all(ok for name, ok in attached.items() if ":vb2_" in name)
+    assert p.bpf["config"][0] == 0 and not p.bpf["cams"]
+
+    # loaded again (a new .text address): attached again
+    loaded["vcam"] = "0xc"
+    symbols["vcam_copy"] = 0x1000
+    p.refresh()
+    assert all(p.attached().values())

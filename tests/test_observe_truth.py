@@ -1,0 +1,305 @@
+"""The exporter tells the truth: every number, scraped over HTTP from the
+real probes on the real module, is checked against the driver's own sysfs
+counters and what a real consumer saw."""
+
+import math
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from observe import metrics
+from observe_scrape import buckets, fetch, samples, value
+from producer import v4l2
+from vcam_helpers import Camera, Capture, ProducerThread, stats
+
+pytestmark = pytest.mark.guest
+
+FRAMES = 30
+SLOTS = 4
+
+
+PORT = 9479
+VCAM_KO = Path(__file__).resolve().parent.parent / "driver" / "vcam.ko"
+
+
+def wait_for(condition, what, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass    # not listening yet
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def exporter_proc(tmp_path_factory):
+    """`vcam-observe export`, as a user runs it. bcc compiles its program
+    for 15 s (an idle machine) to minutes (a busy one) under TCG: once per
+    run, so every test here scrapes this one exporter."""
+    log = tmp_path_factory.mktemp("exporter") / "stderr"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(["vcam-observe", "export", "--listen", f"127.0.0.1:{PORT}"], stderr=err, text=True)
+    url = f"http://127.0.0.1:{PORT}/metrics"
+    try:
+        wait_for(lambda: proc.poll() is not None or fetch(url), "the exporter to serve", timeout=600)
+        assert proc.poll() is None, log.read_text()
+        yield proc, url, log
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    assert proc.returncode == 0, log.read_text()
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.fixture
+def url(exporter_proc):
+    return exporter_proc[1]
+
+
+def scrape(url):
+    return samples(fetch(url))
+
+
+def stream(cam: Camera, cap: Capture, frames: int, zero_copy: bool) -> list[int]:
+    """Push `frames` frames through; return the consumer's latency of each
+    (DQBUF time minus the buffer's timestamp, which is the QUEUE time)."""
+    if zero_copy:
+        cap.reqbufs(SLOTS, v4l2.V4L2_MEMORY_DMABUF)   # buffer i imports slot i
+    else:
+        cap.reqbufs(SLOTS)
+    requeue = (lambda i: cap.qbuf(i, cam.bufs[i].fd, cam.size)) if zero_copy else cap.qbuf
+    for i in range(SLOTS):
+        requeue(i)
+    cap.streamon()
+    queued = 0
+    for slot in range(SLOTS):
+        cam.fill_and_queue(slot, slot)
+        queued += 1
+    latencies = []
+    while len(latencies) < frames:
+        b = cap.dqbuf()
+        latencies.append(time.monotonic_ns() - b.timestamp_ns())
+        requeue(b.index)
+        if queued < frames:
+            slot = cam.dequeue().index
+            cam.fill_and_queue(slot, queued & 0xFF)
+            queued += 1
+    # Take back the last slots so that nothing is in flight
+    while stats(cam.nr)["frames_dequeued"] < frames:
+        cam.dequeue()
+    return latencies
+
+
+def slot_of_quantile(sorted_values, q):
+    return metrics.log2_slot(sorted_values[math.ceil(q * len(sorted_values)) - 1])
+
+
+def hist_quantile_slot(cum: dict[float, float], q):
+    total = cum[math.inf]
+    le = next(le for le, n in cum.items() if n >= q * total)
+    return round(math.log2(le * 1e9))
+
+
+def check_truth(series, cam, consumed, latencies, path):
+    dev = f"video{cam.nr}"
+    s = stats(cam.nr)
+    other = "copy" if path == "zero_copy" else "zero_copy"
+    assert value(series, "vcam_camera_info", device=dev, card="vcam test") == 1
+    assert value(series, "vcam_frames_queued_total", device=dev) == s["frames_queued"] == FRAMES
+    assert value(series, "vcam_frames_dequeued_total", device=dev) == s["frames_dequeued"] == FRAMES
+    assert value(series, "vcam_frames_delivered_total", device=dev, path=path) == s[f"frames_{'zero_copy' if path == 'zero_copy' else 'copied'}"] == consumed
+    assert value(series, "vcam_frames_delivered_total", device=dev, path=other) == 0
+    assert value(series, "vcam_frames_errored_total", device=dev) == s["frames_errored"] == 0
+    assert value(series, "vcam_copied_bytes_total", device=dev) == s["bytes_copied"]
+    # Every buffer is back with the driver, no frame is waiting
+    assert value(series, "vcam_capture_queue_depth", device=dev) == s["capture_queued"] == SLOTS
+    assert value(series, "vcam_output_queue_depth", device=dev) == 0
+    assert value(series, "vcam_output_slots", device=dev) == SLOTS
+    assert value(series, "vcam_capture_streaming", device=dev) == 1
+    for name in ("vcam_frame_delivery_latency_seconds", "vcam_capture_dequeue_latency_seconds",
+                 "vcam_frame_latency_seconds"):
+        assert value(series, name + "_count", device=dev) == consumed, name
+    copies = value(series, "vcam_copy_duration_seconds_count", device=dev)
+    assert copies == (consumed if path == "copy" else 0)
+    # The consumer's own latencies agree with QUEUE -> DQBUF within a bucket
+    cum = buckets(series, "vcam_frame_latency_seconds", device=dev)
+    mine = sorted(latencies)
+    for q in (0.5, 0.9):
+        assert abs(hist_quantile_slot(cum, q) - slot_of_quantile(mine, q)) <= 1, (q, cum, mine)
+    me = Path("/proc/self/comm").read_text().strip()
+    assert value(series, "vcam_process_info", device=dev, role="producer", comm=me) == 1
+    assert value(series, "vcam_process_info", device=dev, role="consumer", comm=me) == 1
+
+
+@pytest.mark.parametrize("path", ["copy", "zero_copy"])
+def test_counters_and_latencies_match_the_driver_and_the_consumer(url, path):
+    with Camera(nr_frames=SLOTS) as cam, Capture(cam.video) as cap:
+        latencies = stream(cam, cap, FRAMES, zero_copy=path == "zero_copy")
+        series = scrape(url)
+        check_truth(series, cam, len(latencies), latencies, path)
+        cap.streamoff()
+        after = scrape(url)
+        assert value(after, "vcam_capture_queue_depth", device=f"video{cam.nr}") == 0
+        assert value(after, "vcam_capture_streaming", device=f"video{cam.nr}") == 0
+        # streamoff hands buffers back with an error: not frames delivered with one
+        assert value(after, "vcam_frames_errored_total", device=f"video{cam.nr}") == 0
+
+
+def test_short_frames_count_as_errors(url):
+    with Camera(nr_frames=2) as cam, Capture(cam.video) as cap:
+        cap.reqbufs(2)
+        cap.qbuf(0)
+        cap.qbuf(1)
+        cap.streamon()
+        cam.fill_and_queue(0, 1, length=10)
+        cam.fill_and_queue(1, 2)
+        cap.dqbuf()
+        cap.dqbuf()
+        series = scrape(url)
+        s = stats(cam.nr)
+        dev = f"video{cam.nr}"
+        assert value(series, "vcam_frames_errored_total", device=dev) == s["frames_errored"] == 1
+        assert value(series, "vcam_frames_delivered_total", device=dev, path="copy") == s["frames_copied"] == 1
+        assert value(series, "vcam_copied_bytes_total", device=dev) == s["bytes_copied"] == cam.size + 10
+        cap.streamoff()
+
+
+def test_stalled_consumer_drains_capture_and_fills_output(url):
+    with Camera(nr_frames=SLOTS) as cam, Capture(cam.video) as cap:
+        cap.reqbufs(2)
+        cap.qbuf(0)
+        cap.qbuf(1)
+        cap.streamon()
+        before = scrape(url)
+        dev = f"video{cam.nr}"
+        starved_before = buckets(before, "vcam_capture_queue_depth_seen", device=dev).get(0.0, 0)
+        # The producer keeps every slot queued; the consumer never dequeues
+        with ProducerThread(cam):
+            wait_for(lambda: stats(cam.nr)["frames_copied"] == 2
+                     and stats(cam.nr)["frames_queued"] == SLOTS + 2, "the output queue to fill up")
+            series = scrape(url)
+        assert value(series, "vcam_capture_queue_depth", device=dev) == stats(cam.nr)["capture_queued"] == 0
+        assert value(series, "vcam_output_queue_depth", device=dev) == SLOTS
+        assert value(series, "vcam_output_slots", device=dev) == SLOTS
+        # The moment of starvation is in the depth histogram too
+        assert buckets(series, "vcam_capture_queue_depth_seen", device=dev)[0.0] > starved_before
+        assert buckets(series, "vcam_output_queue_depth_seen", device=dev)[float(SLOTS)] \
+            > buckets(series, "vcam_output_queue_depth_seen", device=dev)[float(SLOTS - 1)]
+        cap.streamoff()
+
+
+def vivid_capture_node() -> str:
+    subprocess.run(["modprobe", "vivid"], check=True)
+    for node in sorted(Path("/sys/class/video4linux").iterdir()):
+        if (node / "name").read_text().strip().endswith("vid-cap"):
+            return f"/dev/{node.name}"
+    raise AssertionError("vivid has no capture node")
+
+
+def vcam_numbers(series, dev):
+    return {k: v for k, v in series.items()
+            if dict(k[1]).get("device") == dev}
+
+
+def test_vivid_alongside_changes_nothing(url):
+    assert shutil.which("v4l2-ctl"), "v4l2-ctl (v4l-utils) is needed"
+    vivid = vivid_capture_node()
+    with Camera(nr_frames=SLOTS) as cam, Capture(cam.video) as cap:
+        dev = f"video{cam.nr}"
+        # vivid alone: not one of vcam's numbers moves
+        before = vcam_numbers(scrape(url), dev)
+        subprocess.run(["v4l2-ctl", "-d", vivid, "--stream-mmap", "--stream-count=30"],
+                       check=True, capture_output=True)
+        assert vcam_numbers(scrape(url), dev) == before
+        # both at once: vcam's numbers are exactly vcam's
+        with subprocess.Popen(["v4l2-ctl", "-d", vivid, "--stream-mmap", "--stream-count=60"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as viv:
+            latencies = stream(cam, cap, FRAMES, zero_copy=False)
+            series = scrape(url)
+            assert viv.wait(120) == 0
+        check_truth(series, cam, len(latencies), latencies, "copy")
+        # vivid's nodes are not cameras here
+        devices = {dict(k[1])["device"] for k in series if k[0] == "vcam_camera_info"}
+        assert "video" + vivid.removeprefix("/dev/video") not in devices
+        cap.streamoff()
+
+
+def test_cameras_come_and_go(url):
+    with Camera(nr_frames=SLOTS, label="comes and goes") as cam, Capture(cam.video) as cap:
+        dev = f"video{cam.nr}"
+        assert value(scrape(url), "vcam_camera_info", device=dev, card="comes and goes") == 1
+        stream(cam, cap, 2 * SLOTS, zero_copy=False)
+        cap.streamoff()
+    assert not any(dict(k[1]).get("device") == dev for k in scrape(url))
+    # The next camera (likely the same number, maybe the same memory) starts from zero
+    with Camera(nr_frames=2, label="next one") as cam:
+        series = scrape(url)
+        dev = f"video{cam.nr}"
+        assert value(series, "vcam_camera_info", device=dev, card="next one") == 1
+        mine = {k: v for k, v in series.items() if dict(k[1]).get("device") == dev
+                and k[0] not in ("vcam_camera_info", "vcam_output_slots") and not k[0].endswith("_bucket")}
+        assert mine and all(v == 0 for v in mine.values()), mine
+
+
+def test_promtool_finds_nothing_wrong_with_a_real_scrape(url, tmp_path):
+    with Camera(nr_frames=SLOTS) as cam, Capture(cam.video) as cap:
+        stream(cam, cap, 8, zero_copy=False)
+        text = fetch(url)
+        cap.streamoff()
+    assert "vcam_frames_delivered_total{" in text
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r.stdout + r.stderr
+
+
+def test_every_probe_is_attached(url):
+    series = scrape(url)
+    attached = {dict(k[1])["probe"]: v for k, v in series.items() if k[0] == "vcam_exporter_probe_attached"}
+    assert attached and all(v == 1 for v in attached.values()), attached
+    assert value(series, "vcam_exporter_scrape_success", source="bpf") == 1
+    assert value(series, "vcam_exporter_bpf_errors_total", kind="map_full") == 0
+
+
+# -- the module coming and going under a running exporter (keep these last) --
+
+def vcam_probes_attached(series) -> set[float]:
+    return {v for k, v in series.items()
+            if k[0] == "vcam_exporter_probe_attached" and ":vcam_" in dict(k[1])["probe"]}
+
+
+def stream_and_check(url):
+    with Camera(nr_frames=SLOTS) as cam, Capture(cam.video) as cap:
+        latencies = stream(cam, cap, FRAMES, zero_copy=False)
+        check_truth(scrape(url), cam, len(latencies), latencies, "copy")
+        cap.streamoff()
+
+
+def test_module_unloaded_and_loaded_again_under_the_exporter(exporter_proc):
+    proc, url, log = exporter_proc
+    try:
+        subprocess.run(["rmmod", "vcam"], check=True)
+        series = scrape(url)
+        assert vcam_probes_attached(series) == {0}
+        assert value(series, "vcam_exporter_scrape_success", source="bpf") == 1
+        assert not any(k[0] == "vcam_camera_info" for k in series)
+        assert proc.poll() is None
+    finally:
+        subprocess.run(["insmod", str(VCAM_KO)], check=True)
+    # a module loaded after the exporter started is attached to when it appears
+    wait_for(lambda: vcam_probes_attached(scrape(url)) == {1}, "the vcam probes to attach again")
+    stream_and_check(url)
+    assert "probe " not in log.read_text()      # no probe failed to attach
+
+
+def test_busy_port_is_one_line(exporter_proc):
+    r = subprocess.run(["vcam-observe", "export", "--listen", f"127.0.0.1:{PORT}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"vcam-observe: cannot listen on 127.0.0.1:{PORT}") and r.stderr.count("\n") == 1, r.stderr

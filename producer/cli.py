@@ -1,15 +1,46 @@
-"""The vcam-producer command line."""
+"""The vcam-producer command line: `run` turns frames into a camera,
+`consume` proves what a consumer receives."""
 
 import argparse
+import errno
+import json
+import re
 import sys
+
+from . import formats, uapi
+from .control import CONTROL_NODE
+from .errors import PATTERNS, SourceError
+from .share import ShareError
 
 EXAMPLES = """\
 examples:
-  vcam-producer --version
+  vcam-producer run --size 1280x720 --fps 30 --pattern counter --label "Lab Cam"
+  vcam-producer run --input clip.mp4 --loop --size 640x480 --format NV12
+  vcam-producer run --input /dev/video0 --size 640x480          # a real camera, re-published
+  vcam-producer run --pattern gradient --fps 0 --frames 1000 --share /tmp/vcam.sock --json
+  vcam-producer consume --device /dev/video1 --frames 300 --verify
+  vcam-producer consume --import /tmp/vcam.sock --frames 1000 --verify --json   # zero-copy
 """
 
+LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 ]*[A-Za-z0-9])?$")
 
-def build_parser():
+
+class UsageError(Exception):
+    """Bad input: one line, exit status 2."""
+
+
+def _size(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d{1,5})x(\d{1,5})", text)
+    if not m:
+        raise UsageError(f"bad --size {text!r}: expected WIDTHxHEIGHT, e.g. 640x480")
+    w, h = int(m[1]), int(m[2])
+    lo, hi = uapi.VCAM_MIN_WIDTH, uapi.VCAM_MAX_WIDTH
+    if not (lo <= w <= hi and lo <= h <= uapi.VCAM_MAX_HEIGHT):
+        raise UsageError(f"bad --size {text}: width and height must be {lo}..{hi}")
+    return w, h
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vcam-producer",
         description="Turn frames into a vcam virtual camera, and check what a consumer receives.",
@@ -17,14 +48,160 @@ def build_parser():
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version="%(prog)s 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="create a camera and feed it frames",
+                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--size", default="640x480", help="WIDTHxHEIGHT (default 640x480)")
+    run.add_argument("--format", default="YUYV",
+                     help=f"pixel format fourcc: {', '.join(formats.FORMATS)} (default YUYV)")
+    run.add_argument("--fps", type=float, default=30.0, help="frames per second; 0 = as fast as consumed (default 30)")
+    src = run.add_mutually_exclusive_group()
+    src.add_argument("--pattern", choices=PATTERNS, help="test pattern (default smpte)")
+    src.add_argument("--input", metavar="PATH", help="still image, video file or /dev/videoX (decoded by ffmpeg)")
+    run.add_argument("--loop", action="store_true", help="play a video --input forever")
+    run.add_argument("--label", default="vcam", help="card name consumers see (letters, digits, spaces)")
+    run.add_argument("--frames", type=int, help="stop after N frames, once every slot is back (default: run until stopped)")
+    run.add_argument("--slots", type=int, default=4, help=f"output slots, {uapi.VCAM_MIN_FRAMES}..{uapi.VCAM_MAX_FRAMES} (default 4)")
+    run.add_argument("--share", metavar="SOCKET", help="offer the DMA-BUFs on this UNIX socket (zero-copy consumers)")
+    run.add_argument("--no-header", action="store_true", help="no integrity header in the frames")
+    run.add_argument("--json", action="store_true", help="JSON lines: the camera when ready, the report at the end")
+
+    con = sub.add_parser("consume", help="capture frames and report what arrived",
+                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    con.add_argument("--device", help="/dev/videoN (default: the one --import names)")
+    con.add_argument("--memory", choices=("mmap", "userptr", "dmabuf"), default="mmap", help="capture memory (default mmap)")
+    con.add_argument("--import", dest="import_socket", metavar="SOCKET",
+                     help="capture into the producer's DMA-BUFs from its --share socket (zero-copy)")
+    con.add_argument("--frames", type=int, default=100, help="frames to capture (default 100)")
+    con.add_argument("--buffers", type=int, default=4, help="capture buffers for mmap/userptr/dmabuf (default 4)")
+    con.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a frame (default 10)")
+    con.add_argument("--verify", action="store_true", help="check every frame's integrity header")
+    con.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 
-def main(argv=None):
-    parser = build_parser()
-    parser.parse_args(sys.argv[1:] if argv is None else argv)
-    parser.print_help()
+def _open_error(e: OSError, path: str) -> str:
+    """A one-line explanation of an OSError from opening or using a device."""
+    if e.errno == errno.ENOENT and path == CONTROL_NODE:
+        return f"{CONTROL_NODE} does not exist: is the vcam module loaded? (insmod vcam.ko)"
+    if e.errno == errno.EACCES or e.errno == errno.EPERM:
+        return f"cannot open {path}: permission denied (run as root or join the group that owns it)"
+    return f"{path}: {e.strerror or e}"
+
+
+def cmd_run(args) -> int:
+    from .camera import VirtualCamera
+    from .produce import Producer
+    from .share import ShareServer
+    from .sources import open_source
+
+    width, height = _size(args.size)
+    try:
+        fmt = formats.lookup(args.format)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if width % fmt.hstep or height % fmt.vstep:
+        raise UsageError(f"bad --size {args.size}: {fmt.fourcc} needs a width divisible by {fmt.hstep}"
+                         f" and a height divisible by {fmt.vstep}")
+    if not 0 <= args.fps <= 1000:
+        raise UsageError(f"bad --fps {args.fps:g}: 0 (unpaced) or up to 1000")
+    if not uapi.VCAM_MIN_FRAMES <= args.slots <= uapi.VCAM_MAX_FRAMES:
+        raise UsageError(f"bad --slots {args.slots}: {uapi.VCAM_MIN_FRAMES}..{uapi.VCAM_MAX_FRAMES}")
+    if args.frames is not None and args.frames < 1:
+        raise UsageError(f"bad --frames {args.frames}: at least 1")
+    if not LABEL.match(args.label) or len(args.label.encode()) >= uapi.VCAM_LABEL_MAX:
+        raise UsageError(f"bad --label {args.label!r}: letters, digits and inner spaces, under {uapi.VCAM_LABEL_MAX} characters")
+    header = not args.no_header
+    if header and fmt.frame_size(width, height) <= 64:
+        raise UsageError(f"bad --size {args.size}: too small for the integrity header (use --no-header)")
+
+    source = open_source(fmt, width, height, pattern=args.pattern, input_path=args.input, loop=args.loop)
+    cam = share = None
+    try:
+        try:
+            cam = VirtualCamera(width, height, fmt.code, label=args.label, slots=args.slots, nonblock=True)
+        except OSError as e:
+            if e.filename is None:  # CREATE or a DMA-BUF allocation said no
+                raise UserFacingError(e.strerror) from None
+            raise UserFacingError(_open_error(e, e.filename)) from None
+        description = {"device": cam.video_path, "device_nr": cam.nr, "width": width, "height": height,
+                       "format": fmt.fourcc, "frame_size": source.size, "buffer_size": cam.bufs[0].size,
+                       "slots": cam.slots, "header": header}
+        if args.share:
+            share = ShareServer(args.share, description, [b.fd for b in cam.bufs])
+        if args.json:
+            print(json.dumps({"event": "ready", **description, "socket": args.share}), flush=True)
+        else:
+            print(cam.video_path, flush=True)
+        producer = Producer(cam, source, fps=args.fps, frames=args.frames, header=header, share=share,
+                            status=sys.stderr.isatty() and not args.json)
+        report = producer.run()
+    finally:
+        if share:
+            share.close()
+        if cam:
+            cam.close()
+        source.close()
+    if args.json:
+        print(json.dumps({"event": "done", **report.as_dict()}), flush=True)
+    else:
+        print(f"{report.frames_queued} frames in {report.elapsed_s:.1f} s ({report.fps:.1f} fps), "
+              f"{report.late} late, {report.slots_returned} slots returned", file=sys.stderr)
     return 0
+
+
+def cmd_consume(args) -> int:
+    from .consume import consume
+
+    if args.frames < 1:
+        raise UsageError(f"bad --frames {args.frames}: at least 1")
+    if not 1 <= args.buffers <= 32:
+        raise UsageError(f"bad --buffers {args.buffers}: 1..32")
+    if not args.device and not args.import_socket:
+        raise UsageError("say which camera: --device /dev/videoN or --import SOCKET")
+    if args.import_socket and args.memory not in ("mmap", "dmabuf"):
+        raise UsageError("--import captures into DMA-BUFs; it cannot be combined with --memory userptr")
+    try:
+        report = consume(args.device, args.memory, args.frames, args.verify, args.import_socket,
+                         args.buffers, args.timeout)
+    except OSError as e:
+        raise UserFacingError(_open_error(e, e.filename or args.device or args.import_socket)) from None
+    if args.json:
+        print(json.dumps(report.as_dict()))
+    else:
+        lat = report.latency_ms
+        print(f"{report.device} ({report.memory}{', imported: zero-copy' if report.imported else ''}): "
+              f"{report.frames} frames, {report.sequence_gaps} missing, {report.out_of_order} out of order, "
+              f"{report.torn} torn, {report.corrupt} corrupt, {report.errored} error-flagged, {report.fps:.1f} fps")
+        if lat:
+            print(f"latency ms: p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  max {lat['max']}")
+        if report.ended:
+            print(f"stopped early: {report.ended}")
+    return 0 if report.ok and report.frames == args.frames else 1
+
+
+class UserFacingError(Exception):
+    """A failure to explain in one line (exit status 1)."""
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    handler = {"run": cmd_run, "consume": cmd_consume}[args.command]
+    try:
+        return handler(args)
+    except UsageError as e:
+        print(f"vcam-producer {args.command}: {e}", file=sys.stderr)
+        return 2
+    except (UserFacingError, SourceError, ShareError) as e:
+        print(f"vcam-producer {args.command}: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"vcam-producer {args.command}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from . import uapi
 from .ioctl import ioctl
 from .uapi import VcamIoctl
 
-CONTROL_NODE = "/dev/vcam"
+# VCAM_CONTROL_NODE points tools at another control node (tests use a missing one).
+CONTROL_NODE = os.environ.get("VCAM_CONTROL_NODE", "/dev/vcam")
 
 
 def create(fd: int, req: uapi.vcam_ioc_create) -> uapi.vcam_ioc_create:

@@ -5,7 +5,10 @@ one, else from udmabuf over a sealed memfd. DmaBuf wraps the fd with
 mmap-based reads and writes bracketed by DMA_BUF_IOCTL_SYNC.
 """
 
+import contextlib
 import ctypes
+import enum
+import errno
 import mmap
 import os
 import fcntl
@@ -38,9 +41,16 @@ class dma_buf_sync(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64)]
 
 
-DMA_HEAP_IOCTL_ALLOC = IOWR("H", 0x0, dma_heap_allocation_data)
-UDMABUF_CREATE = IOW("u", 0x42, udmabuf_create)
-DMA_BUF_IOCTL_SYNC = IOW("b", 0, dma_buf_sync)
+class DmaBufIoctl(enum.IntEnum):
+    DMA_HEAP_IOCTL_ALLOC = IOWR("H", 0x0, dma_heap_allocation_data)
+    UDMABUF_CREATE = IOW("u", 0x42, udmabuf_create)
+    DMA_BUF_IOCTL_SYNC = IOW("b", 0, dma_buf_sync)
+
+
+DMA_HEAP_IOCTL_ALLOC = DmaBufIoctl.DMA_HEAP_IOCTL_ALLOC
+UDMABUF_CREATE = DmaBufIoctl.UDMABUF_CREATE
+DMA_BUF_IOCTL_SYNC = DmaBufIoctl.DMA_BUF_IOCTL_SYNC
+STRUCTS = (dma_heap_allocation_data, udmabuf_create, dma_buf_sync)
 
 UDMABUF_FLAGS_CLOEXEC = 0x01
 
@@ -91,11 +101,19 @@ def _udmabuf_ioctl(ufd: int, req: udmabuf_create) -> int:
     return fcntl.ioctl(ufd, UDMABUF_CREATE, req)
 
 
+class NoAllocatorError(OSError):
+    """Neither DMA-BUF allocator exists on this machine."""
+
+
 def alloc(size: int) -> int:
-    """A DMA-BUF fd: the system heap if present, else udmabuf."""
+    """A DMA-BUF fd: the system heap if present, else udmabuf, else
+    NoAllocatorError naming both."""
     if os.path.exists(DMA_HEAP_SYSTEM):
         return alloc_heap(size)
-    return alloc_udmabuf(size)
+    if os.path.exists(UDMABUF_DEV):
+        return alloc_udmabuf(size)
+    raise NoAllocatorError(errno.ENODEV, f"no DMA-BUF allocator: neither {DMA_HEAP_SYSTEM} "
+                           f"(CONFIG_DMABUF_HEAPS_SYSTEM) nor {UDMABUF_DEV} (CONFIG_UDMABUF) exists")
 
 
 def sync(fd: int, flags: int) -> None:
@@ -115,6 +133,18 @@ class DmaBuf:
         if self._map is None:
             self._map = mmap.mmap(self.fd, self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         return self._map
+
+    @contextlib.contextmanager
+    def cpu_access(self, write: bool = True):
+        """The mapping as a memoryview, bracketed by DMA_BUF_IOCTL_SYNC
+        start/end; the view is released on leaving."""
+        flags = DMA_BUF_SYNC_WRITE if write else DMA_BUF_SYNC_READ
+        sync(self.fd, DMA_BUF_SYNC_START | flags)
+        try:
+            with memoryview(self.map) as view:
+                yield view
+        finally:
+            sync(self.fd, DMA_BUF_SYNC_END | flags)
 
     def write(self, data, offset: int = 0) -> None:
         sync(self.fd, DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE)
@@ -137,7 +167,10 @@ class DmaBuf:
 
     def close(self) -> None:
         if self._map is not None:
-            self._map.close()
+            try:
+                self._map.close()
+            except BufferError:
+                pass  # a view is still alive; the mapping goes with it
             self._map = None
         if self.fd >= 0:
             os.close(self.fd)

@@ -304,6 +304,12 @@ class V4l2Ioctl(enum.IntEnum):
     VIDIOC_ENUM_FRAMEINTERVALS = IOWR("V", 75, v4l2_frmivalenum)
 
 
+STRUCTS = (v4l2_capability, v4l2_fmtdesc, v4l2_pix_format, v4l2_format, v4l2_fract, v4l2_captureparm,
+           v4l2_streamparm, v4l2_frmsize_discrete, v4l2_frmsize_stepwise, v4l2_frmsizeenum,
+           v4l2_frmival_stepwise, v4l2_frmivalenum, v4l2_input, v4l2_requestbuffers, v4l2_timecode,
+           v4l2_buffer, v4l2_exportbuffer)
+
+
 # --- typed free functions -------------------------------------------------
 
 

@@ -1,0 +1,97 @@
+"""VirtualCamera: one vcam camera with a DMA-BUF per output slot.
+
+    with VirtualCamera(1280, 720, "YUYV", label="Lab Cam", slots=4) as cam:
+        print(cam.video_path)
+        cam.write(0, frame_bytes)
+        cam.queue(0)
+        done = cam.dequeue(timeout=1.0)   # the slot, back for reuse
+
+Creating opens /dev/vcam and asks for the camera; leaving the context
+closes the control file (the driver removes the camera) and every DMA-BUF.
+"""
+
+import select
+
+from . import v4l2
+from .control import CONTROL_NODE, Control
+from .dmabuf import DmaBuf, alloc
+from .uapi import vcam_ioc_dequeue
+
+
+class VirtualCamera:
+    """A camera created on /dev/vcam, owning its slots and their DMA-BUFs."""
+
+    def __init__(self, width: int = 640, height: int = 480, pixelformat: int | str = v4l2.V4L2_PIX_FMT_YUYV,
+                 label: str = "vcam", slots: int = 4, nonblock: bool = False, allocator=alloc,
+                 control_node: str = CONTROL_NODE):
+        if isinstance(pixelformat, str):
+            pixelformat = v4l2.fourcc(pixelformat)
+        self.ctl = Control(control_node, nonblock=nonblock)
+        self.bufs: list[DmaBuf] = []
+        try:
+            try:
+                self.ctl.create(label, width, height, pixelformat, nr_frames=slots)
+            except OSError as e:
+                # Same errno, a message that says what was asked for.
+                raise OSError(e.errno, f"the driver refused a {width}x{height} {v4l2.fourcc_str(pixelformat)} "
+                                       f"camera with {slots} slots labelled {label!r}: {e.strerror}") from None
+            self.size = self.ctl.frame_size
+            for _ in range(slots):
+                self.bufs.append(DmaBuf(self.size, allocator=allocator))
+        except BaseException:
+            self.close()
+            raise
+        self.width, self.height, self.pixelformat = width, height, pixelformat
+        self._poll = select.poll()
+        self._poll.register(self.ctl.fd, select.POLLIN)
+
+    @property
+    def nr(self) -> int:
+        return self.ctl.device_nr
+
+    @property
+    def video_path(self) -> str:
+        return self.ctl.video_path
+
+    video = video_path  # the name the driver tests use
+
+    @property
+    def slots(self) -> int:
+        return len(self.bufs)
+
+    def write(self, index: int, data, offset: int = 0) -> None:
+        """CPU-write into slot index's DMA-BUF (bracketed by DMA_BUF_IOCTL_SYNC)."""
+        self.bufs[index].write(data, offset)
+
+    def queue(self, index: int, length: int = 0, timestamp: int = 0) -> None:
+        """VCAM_IOC_QUEUE slot index's DMA-BUF; timestamp in CLOCK_MONOTONIC ns (0: now)."""
+        self.ctl.queue(index, self.bufs[index].fd, length=length, timestamp=timestamp)
+
+    def fill_and_queue(self, index: int, byte: int, length: int = 0, timestamp: int = 0) -> None:
+        self.bufs[index].fill(byte, self.size)
+        self.queue(index, length=length, timestamp=timestamp)
+
+    def poll(self, timeout: float | None = None) -> bool:
+        """True when a slot can be dequeued; waits up to timeout seconds (None: forever)."""
+        # POLLERR also counts as ready: DEQUEUE then reports the error itself.
+        return bool(self._poll.poll(None if timeout is None else int(timeout * 1000)))
+
+    def dequeue(self, timeout: float | None = 10.0) -> vcam_ioc_dequeue:
+        """The next slot handed back; TimeoutError when none within timeout."""
+        if not self.poll(timeout):
+            raise TimeoutError(f"no output slot came back within {timeout:.1f}s")
+        return self.ctl.dequeue()
+
+    def close(self) -> None:
+        # The control file first: the driver removes the camera and lets go
+        # of the DMA-BUFs it holds; then our own references.
+        self.ctl.close()
+        for buf in self.bufs:
+            buf.close()
+        self.bufs = []
+
+    def __enter__(self) -> "VirtualCamera":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,172 @@
+"""The producer loop: frames from a source into a VirtualCamera, paced
+against CLOCK_MONOTONIC.
+
+Frame n is due at start + n / fps (a deadline from the frame count, so
+lateness never accumulates into drift). A frame that cannot be queued on
+time is still queued (no frame is skipped: a consumer can prove that it
+got every one) and counted as late. A slot is written only after the
+driver handed it back, so a consumer never sees a frame being rewritten.
+"""
+
+import os
+import select
+import signal
+import sys
+import time
+import zlib
+from collections import deque
+from dataclasses import asdict, dataclass, field
+
+from . import integrity, sysfs
+from .camera import VirtualCamera
+from .share import ShareServer
+from .sources import Source
+
+
+@dataclass
+class ProducerReport:
+    device: str
+    frames_queued: int = 0
+    slots_returned: int = 0  # VCAM_IOC_DEQUEUE results
+    in_flight: int = 0  # slots still held by the driver at the end
+    late: int = 0  # frames queued more than one interval after their deadline
+    elapsed_s: float = 0.0
+    cpu_s: float = 0.0  # this process's CPU time (user + system) in the loop
+    fps: float = 0.0
+    stopped_by: str | None = None  # a signal name, when one ended the run
+    source_ended: bool = False
+    consumers_served: int = 0
+    driver: dict = field(default_factory=dict)  # the camera's sysfs counters at the end
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _StopSignals:
+    """SIGINT/SIGTERM set a flag and wake poll() through a pipe, so the loop
+    ends at a clean point instead of inside an ioctl."""
+
+    def __init__(self):
+        self.received: str | None = None
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._old_wakeup = signal.set_wakeup_fd(self.write_fd)
+        self._old = {s: signal.signal(s, self._handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def _handler(self, signum, frame) -> None:
+        self.received = signal.Signals(signum).name
+
+    def close(self) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        signal.set_wakeup_fd(self._old_wakeup)
+        os.close(self.read_fd)
+        os.close(self.write_fd)
+
+
+class Producer:
+    STATUS_INTERVAL_S = 0.5
+
+    def __init__(self, cam: VirtualCamera, source: Source, fps: float = 30.0, frames: int | None = None,
+                 header: bool = True, share: ShareServer | None = None, status: bool = False):
+        self.cam, self.source, self.fps, self.frames = cam, source, fps, frames
+        self.header, self.share, self.status = header, share, status
+        self.payload = source.size - integrity.HEADER_SIZE
+        self.report = ProducerReport(device=cam.video_path)
+        self._free = deque(range(cam.slots))
+        self._slot_key: list = [None] * cam.slots  # which source frame each slot holds
+
+    def _fill(self, index: int, n: int, frame, timestamp: int) -> None:
+        buf = self.cam.bufs[index]
+        with buf.cpu_access(write=True) as pixels:
+            if frame.key is None or self._slot_key[index] != frame.key:
+                pixels[: self.source.size] = frame.data
+                self._slot_key[index] = frame.key
+            if self.header:
+                crc = frame.crc
+                if crc is None:
+                    crc = zlib.crc32(pixels[integrity.HEADER_SIZE : self.source.size])
+                head = integrity.pack(n, timestamp, self.payload, crc)
+                pixels[: integrity.HEADER_SIZE] = head
+
+    def _take_back(self) -> None:
+        while True:
+            try:
+                done = self.cam.ctl.dequeue()
+            except BlockingIOError:
+                return
+            self._free.append(done.index)
+            self.report.slots_returned += 1
+
+    def _print_status(self, now: int, start: int) -> None:
+        r = self.report
+        elapsed = max((now - start) / 1e9, 1e-9)
+        line = (f"{r.device}  {r.frames_queued / elapsed:7.1f} fps  {r.frames_queued} frames  "
+                f"{r.late} late  {self.cam.slots - len(self._free)}/{self.cam.slots} queued")
+        sys.stderr.write("\r" + line + "\x1b[K")
+        sys.stderr.flush()
+
+    def run(self) -> ProducerReport:
+        r = self.report
+        signals = _StopSignals()
+        poller = select.poll()
+        poller.register(self.cam.ctl.fd, select.POLLIN)
+        poller.register(signals.read_fd, select.POLLIN)
+        if self.share:
+            poller.register(self.share.fileno(), select.POLLIN)
+        interval = 1e9 / self.fps if self.fps else 0.0
+        start = time.monotonic_ns()
+        cpu_start = time.process_time()
+        next_status = start
+        n = 0
+        try:
+            while signals.received is None:
+                in_flight = self.cam.slots - len(self._free)
+                wants_more = not r.source_ended and (self.frames is None or n < self.frames)
+                if not wants_more and in_flight == 0:
+                    break
+                now = time.monotonic_ns()
+                due = start + int(n * interval)
+                if wants_more and self._free and now >= due:
+                    frame = self.source.frame(n)
+                    if frame is None:
+                        r.source_ended = True
+                        continue
+                    if interval and now - due > interval:
+                        r.late += 1
+                    index = self._free.popleft()
+                    self._fill(index, n, frame, now)
+                    self.cam.queue(index, timestamp=now)
+                    n += 1
+                    r.frames_queued = n
+                    timeout_ms = 0  # collect returned slots, then go on
+                elif wants_more and self._free:
+                    timeout_ms = max(0, (due - now + 999_999) // 1_000_000)
+                else:
+                    timeout_ms = int(self.STATUS_INTERVAL_S * 1000) if self.status else -1
+                if self.status and now >= next_status:
+                    self._print_status(now, start)
+                    next_status = now + int(self.STATUS_INTERVAL_S * 1e9)
+                for fd, _ in poller.poll(timeout_ms):
+                    if fd == self.cam.ctl.fd:
+                        self._take_back()
+                    elif self.share and fd == self.share.fileno():
+                        self.share.serve()
+                    elif fd == signals.read_fd:
+                        os.read(signals.read_fd, 64)
+        finally:
+            signals.close()
+        end = time.monotonic_ns()
+        r.stopped_by = signals.received
+        r.in_flight = self.cam.slots - len(self._free)
+        r.elapsed_s = (end - start) / 1e9
+        r.cpu_s = time.process_time() - cpu_start
+        r.fps = r.frames_queued / r.elapsed_s if r.elapsed_s > 0 else 0.0
+        r.consumers_served = self.share.consumers if self.share else 0
+        try:
+            r.driver = sysfs.stats(self.cam.nr)
+        except OSError:
+            r.driver = {}
+        if self.status:
+            self._print_status(end, start)
+            sys.stderr.write("\n")
+        return r

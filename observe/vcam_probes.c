@@ -101,6 +101,7 @@ struct call {
 	u64 arg;
 	u64 ts;
 	u32 index;
+	u32 stamped;	/* entry_out_queue left the slot's QUEUE stamp */
 };
 
 struct dispatch {
@@ -246,9 +247,25 @@ int entry_out_queue(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
 		    const struct vcam_ioc_queue_head *req)
 {
 	struct call c = { .dev = (u64)dev, .arg = dev_nr, .ts = bpf_ktime_get_ns() };
+	struct cam *cam = get_cam((u64)dev, dev_nr);
 	u32 t = tid();
 
 	bpf_probe_read_kernel(&c.index, sizeof(c.index), &req->index);
+	/*
+	 * Stamp the slot now, not on return: the frame path may run on
+	 * another CPU and dispatch the frame before this call returns. A slot
+	 * that is still queued keeps its stamp (the QUEUE will be refused);
+	 * a QUEUE that fails takes its own stamp back on return.
+	 */
+	if (cam) {
+		struct ts_key key = { .cam = cam->id, .kind = TS_OUT_QUEUED, .index = c.index };
+
+		int err = stamps.insert(&key, &c.ts);
+
+		c.stamped = !err;
+		if (err && err != -EEXIST)
+			count_error(ERR_MAP_FULL);
+	}
 	calls.update(&t, &c);
 	return 0;
 }
@@ -271,7 +288,15 @@ int ret_out_queue(struct pt_regs *ctx)
 			bpf_get_current_comm(&cam->producer_comm,
 					     sizeof(cam->producer_comm));
 			observe_depth(cam->id, H_OUT_DEPTH, cam->out_depth);
-			stamp_set(cam->id, TS_OUT_QUEUED, c->index, c->ts);
+		}
+	} else if (c->stamped) {
+		cam = get_cam(c->dev, c->arg);
+		if (cam) {
+			struct ts_key key = { .cam = cam->id, .kind = TS_OUT_QUEUED, .index = c->index };
+			u64 *ts = stamps.lookup(&key);
+
+			if (ts && *ts == c->ts)
+				stamps.delete(&key);
 		}
 	}
 	calls.delete(&t);

@@ -18,7 +18,7 @@ GUEST_TIER_TIMEOUT := 3600
 # pytest's closing line in a tier's log, or a word on why there is none.
 SUMMARY := summary() { grep -E '^=+ .* in [0-9.]+s' "$$1" | tail -n 1 | grep . || echo "no pytest summary (see $$1)"; }; summary
 
-.PHONY: setup test test-host test-guest demo driver vm bench clean
+.PHONY: setup test test-host test-guest demo driver vm bench dashboards clean
 
 setup:
 	@lab/setup.sh
@@ -58,6 +58,13 @@ driver: setup
 
 demo: setup
 	@$(VM_RUN) -- lab/demo-guest.sh
+
+# Regenerate the Grafana dashboards and Prometheus rules from the metric
+# model, then check them with promtool (the tests check that they are fresh).
+dashboards: setup
+	@$(VENV)/bin/python dashboards/generate.py
+	@cd dashboards/prometheus && promtool check config prometheus.yml && \
+		promtool check rules vcam-rules.yml vcam-alerts.yml && promtool test rules vcam-alerts_test.yml
 
 # Benchmarks print tables; they assert nothing.
 bench: setup

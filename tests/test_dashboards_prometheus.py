@@ -1,0 +1,215 @@
+"""The dashboards, proven on the real thing: a guest (lab/vm-run) runs the
+vcam module, `vcam-observe export`, a producer and a consumer; Debian's
+Prometheus on the host scrapes the exporter through the runner's port
+forwarding and evaluates the committed rules. Every query of every panel,
+with its variables resolved the way Grafana does, must return data through
+Prometheus's HTTP API, and every recording rule must produce series.
+
+Host tier (no marker): it boots its own guest, like tests/test_lab_runner.py."""
+
+import importlib.util
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from labtools import TOP, VM_RUN
+
+DASH = TOP / "dashboards"
+PROM = DASH / "prometheus"
+SCRAPE = "2s"
+RATE_INTERVAL = "1m"       # what Grafana's $__rate_interval becomes here (>= 4 scrapes)
+
+
+def load_generator():
+    spec = importlib.util.spec_from_file_location("vcam_dashboards_generate", DASH / "generate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+gen = load_generator()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Runs in the guest: exporter + producer + consumer until the host creates
+# the stop file (the guest sees the host's file system), then stops them in
+# order and exits 0 only if the exporter and producer ended cleanly.
+GUEST = r"""
+import json, os, signal, subprocess, sys, time
+stop, port = {stop!r}, {port}
+exp = subprocess.Popen(["vcam-observe", "export", "--listen", f"0.0.0.0:{{port}}"])
+# stream only once bcc has compiled: under TCG the two would fight for the same CPUs
+import urllib.request
+while exp.poll() is None:
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{{port}}/metrics", timeout=30).read()
+        break
+    except OSError:
+        time.sleep(1)
+if exp.poll() is not None:
+    sys.exit(f"guest: the exporter exited with {{exp.returncode}}")
+prod = subprocess.Popen(["vcam-producer", "run", "--fps", "15", "--size", "320x240", "--label", "dashboards",
+                         "--json"], stdout=subprocess.PIPE, text=True)
+ready = json.loads(prod.stdout.readline())
+print("guest: camera", ready["device"], file=sys.stderr, flush=True)
+cons = subprocess.Popen(["vcam-producer", "consume", "--device", ready["device"], "--frames", "10000000",
+                         "--timeout", "60"], stdout=subprocess.DEVNULL)
+deadline = time.monotonic() + {seconds}
+while not os.path.exists(stop) and time.monotonic() < deadline and exp.poll() is None:
+    time.sleep(0.5)
+codes = {{}}
+for name, p, sig in (("consumer", cons, signal.SIGINT), ("producer", prod, signal.SIGTERM),
+                     ("exporter", exp, signal.SIGTERM)):
+    if p.poll() is None:
+        p.send_signal(sig)
+    try:
+        codes[name] = p.wait(60)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        codes[name] = p.wait()
+print("guest: exit codes", codes, file=sys.stderr, flush=True)
+sys.exit(0 if codes["exporter"] == 0 and codes["producer"] == 0 else 1)
+"""
+
+
+def api(base, path, **params):
+    url = f"{base}/api/v1/{path}?" + urllib.parse.urlencode(params, doseq=True)
+    with urllib.request.urlopen(url, timeout=30) as r:
+        body = json.loads(r.read())
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def query(base, expr):
+    return api(base, "query", query=expr)["result"]
+
+
+def wait_until(what, condition, deadline, alive):
+    """Poll until condition() is true; fail (with what) when a process dies
+    or the deadline passes. The deadline bounds a hang, it asserts no speed."""
+    while True:
+        for name, proc, log in alive:
+            assert proc.poll() is None, f"{name} exited while waiting for {what}:\n{log.read_text()[-4000:]}"
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(1)
+
+
+def label_values(base, selector, label):
+    """Grafana's label_values(selector, label), through the series API."""
+    return sorted({s[label] for s in api(base, "series", **{"match[]": selector}) if label in s})
+
+
+def substitute(expr, variables):
+    for name, value in variables.items():
+        expr = expr.replace(f"${name}", value)
+    return expr
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=60):
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
+    assert shutil.which("prometheus"), "Debian's prometheus is needed"
+    port, prom_port = free_port(), free_port()
+    # the guest sees the host's file system but has its own /tmp: the stop file lives in build/
+    (TOP / "build").mkdir(exist_ok=True)
+    shared = Path(tempfile.mkdtemp(prefix="dashboards-", dir=TOP / "build"))
+    stop_file = shared / "stop"
+    config = tmp_path / "prometheus.yml"
+    # the committed rule files, a scrape config of our own for the guest
+    config.write_text(gen.HEADER + gen.to_yaml({
+        "global": {"scrape_interval": SCRAPE, "scrape_timeout": SCRAPE, "evaluation_interval": SCRAPE},
+        "rule_files": [str(PROM / "vcam-rules.yml"), str(PROM / "vcam-alerts.yml")],
+        "scrape_configs": [{"job_name": gen.CONFIG["job"], "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
+    }))
+    guest_log, prom_log = tmp_path / "guest.log", tmp_path / "prometheus.log"
+    base = f"http://127.0.0.1:{prom_port}"
+    runner = prom = None
+    try:
+        with open(guest_log, "w") as log:
+            runner = subprocess.Popen(
+                [str(VM_RUN), "--ports", str(port), "--", "python3", "-c",
+                 GUEST.format(stop=str(stop_file), port=port, seconds=900)],
+                cwd=TOP, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(prom_log, "w") as log:
+            prom = subprocess.Popen(
+                ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
+                 f"--web.listen-address=127.0.0.1:{prom_port}", "--storage.tsdb.retention.time=1h"],
+                stdout=log, stderr=subprocess.STDOUT)
+        alive = [("the guest runner", runner, guest_log), ("prometheus", prom, prom_log)]
+        # bcc compiles for 15 s (KVM) to minutes (TCG on a busy host) before the first scrape answers
+        deadline = time.monotonic() + 600
+        inst = f"127.0.0.1:{port}"
+        wait_until("the exporter to be up with a camera",
+                   lambda: query(base, f'vcam_camera_info{{job="vcam", instance="{inst}"}}'), deadline, alive)
+        # a few scrape intervals of samples under every rate() and every recording rule
+        wait_until("6 scrapes of a streaming camera",
+                   lambda: query(base, f'count_over_time(vcam_frames_delivered_total{{instance="{inst}", path="copy"}}[1m]) >= 6'
+                                 f' and increase(vcam_frames_delivered_total[1m]) > 0'), deadline, alive)
+        wait_until("the recording rules to be evaluated",
+                   lambda: all(query(base, name) for name, _ in gen.RECORDING), deadline, alive)
+
+        failures = []
+        for fname in gen.DASHBOARDS:
+            dash = json.loads((DASH / fname).read_text())
+            # the variables, resolved as Grafana would
+            var = {v["name"]: v for v in dash["templating"]["list"]}
+            sel = var["instance"]["query"]["query"].removeprefix("label_values(").rsplit(",", 1)[0]
+            assert inst in label_values(base, sel, "instance"), fname
+            sel = var["device"]["query"]["query"].removeprefix("label_values(").rsplit(",", 1)[0]
+            devices = label_values(base, sel.replace("$instance", inst), "device")
+            assert len(devices) == 1 and devices[0].startswith("video"), devices
+            values = {"__rate_interval": RATE_INTERVAL, "instance": inst, "device": devices[0]}
+            for title, expr in gen.panel_exprs(dash):
+                if title.startswith("variable "):
+                    continue
+                expr = substitute(expr, values)
+                assert "$" not in expr, expr
+                if not query(base, expr):
+                    failures.append(f"{fname}: panel '{title}': no data for {expr}")
+        assert not failures, "\n".join(failures)
+
+        for name, _ in gen.RECORDING:
+            series = query(base, f'{name}{{instance="{inst}"}}')
+            assert series and all(s["metric"]["device"] == devices[0] for s in series), name
+        # every rule, recording and alerting, evaluates without an error
+        groups = api(base, "rules")["groups"]
+        rules = [r for g in groups for r in g["rules"]]
+        assert len(rules) == len(gen.RECORDING) + len(gen.ALERTS)
+        assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
+    finally:
+        stop_file.touch()
+        if prom is not None:
+            stop(prom)
+        if runner is not None:
+            try:
+                runner.wait(180)
+            except subprocess.TimeoutExpired:
+                stop(runner)     # the runner takes its QEMU down on SIGTERM
+        shutil.rmtree(shared, ignore_errors=True)
+    assert prom.returncode == 0, prom_log.read_text()[-4000:]
+    assert runner.returncode == 0, guest_log.read_text()[-4000:]

@@ -160,15 +160,27 @@ def free_port():
         return sock.getsockname()[1]
 
 
+# Serves until asked for /stop (or 4 minutes pass): a server that quit after
+# one answer could power the guest off before QEMU relayed that answer.
 GUEST_SERVER = """
-import http.server
+import http.server, time
+stop = False
 class Hello(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        global stop
+        stop = self.path == "/stop"
         self.send_response(200); self.end_headers(); self.wfile.write(b"hello from the guest")
 server = http.server.HTTPServer(("0.0.0.0", {port}), Hello)
-server.timeout = 120
-server.handle_request()
+server.timeout = 5
+deadline = time.monotonic() + 240
+while not stop and time.monotonic() < deadline:
+    server.handle_request()
 """
+
+
+def http_get(url):
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read()
 
 
 def test_guest_port_is_forwarded_to_the_host():
@@ -182,10 +194,11 @@ def test_guest_port_is_forwarded_to_the_host():
     try:
         while body is None and time.monotonic() < deadline and runner.poll() is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
-                    body = response.read()
+                body = http_get(f"http://127.0.0.1:{port}/")
             except OSError:
                 time.sleep(1)  # QEMU or the guest's server is not up yet
+        if body is not None:
+            http_get(f"http://127.0.0.1:{port}/stop")
         _, stderr = runner.communicate(timeout=120)
     finally:
         runner.kill()

@@ -14,6 +14,8 @@ examples:
   vcam-observe export --listen 0.0.0.0:9477    # reachable from other machines: your choice
   vcam-observe dump                            # one scrape on stdout, then exit
   vcam-observe probes --json                   # which probes attach on this kernel
+  vcam-observe top                             # live TUI from the probes in this process (root)
+  vcam-observe top --url http://lab1:9477/metrics --interval 0.5   # live TUI of a remote exporter
 
 Loading the probes needs root (or CAP_BPF and CAP_PERFMON).
 """
@@ -38,7 +40,24 @@ def build_parser():
     sub.add_parser("dump", help="print one scrape in the exposition format and exit")
     probes = sub.add_parser("probes", help="attach, report which probes attached, exit")
     probes.add_argument("--json", action="store_true", help="machine-readable output")
+    top = sub.add_parser("top", help="live terminal view of every camera",
+                         description="A live view of every camera: rates, queues, latency. Reads the "
+                                     "probes in this process (root), or scrapes an exporter with --url.")
+    top.add_argument("--url", default=None, metavar="URL",
+                     help="scrape this exporter (http://HOST:PORT/metrics) instead of loading the probes")
+    top.add_argument("--interval", type=positive_seconds, default=1.0, metavar="SECONDS",
+                     help="refresh every SECONDS (default 1)")
     return parser
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"wants seconds between 0.05 and 3600, got {text!r}")
+    return value
 
 
 def fail(message: str) -> int:
@@ -124,6 +143,27 @@ def run_probes(as_json: bool) -> int:
     return 0 if all(attached.values()) else 1
 
 
+def run_top(url: str | None, interval: float) -> int:
+    from . import tui
+
+    if url is not None:
+        if not url.startswith(("http://", "https://")):
+            return fail(f"--url wants http://HOST:PORT/metrics, got {url!r}")
+        source = tui.UrlSource(url)
+    else:
+        from .probes import ObserveError
+        try:
+            source = tui.ProbesSource()
+        except ObserveError as e:
+            return fail(f"{e} (or watch an exporter: vcam-observe top --url http://HOST:PORT/metrics)")
+    try:
+        return tui.run(source, interval)
+    finally:
+        close = getattr(source, "close", None)
+        if close:
+            close()
+
+
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
@@ -137,6 +177,8 @@ def main(argv=None):
         return run_dump()
     if args.command == "probes":
         return run_probes(args.json)
+    if args.command == "top":
+        return run_top(args.url, args.interval)
     parser.print_help()
     return 0
 

@@ -248,6 +248,18 @@ static int vcam_s_input(struct file *file, void *priv, unsigned int i)
 	return i ? -EINVAL : 0;
 }
 
+/*
+ * The frame path may complete a buffer as soon as it sees it; it sees it
+ * only after vb2 has filled in QBUF's answer, which must not say DONE.
+ */
+static int vcam_qbuf(struct file *file, void *priv, struct v4l2_buffer *b)
+{
+	int ret = vb2_ioctl_qbuf(file, priv, b);
+
+	vcam_cap_hand_over(vcam_from_file(file));
+	return ret;
+}
+
 static const struct v4l2_ioctl_ops vcam_ioctl_ops = {
 	.vidioc_querycap		= vcam_querycap,
 
@@ -268,7 +280,7 @@ static const struct v4l2_ioctl_ops vcam_ioctl_ops = {
 	.vidioc_create_bufs		= vb2_ioctl_create_bufs,
 	.vidioc_prepare_buf		= vb2_ioctl_prepare_buf,
 	.vidioc_querybuf		= vb2_ioctl_querybuf,
-	.vidioc_qbuf			= vb2_ioctl_qbuf,
+	.vidioc_qbuf			= vcam_qbuf,
 	.vidioc_dqbuf			= vb2_ioctl_dqbuf,
 	.vidioc_expbuf			= vb2_ioctl_expbuf,
 	.vidioc_streamon		= vb2_ioctl_streamon,
@@ -354,6 +366,8 @@ static ssize_t capture_queued_show(struct device *d,
 
 	spin_lock(&dev->slock);
 	list_for_each(pos, &dev->cap_queued)
+		n++;
+	list_for_each(pos, &dev->cap_incoming)
 		n++;
 	spin_unlock(&dev->slock);
 

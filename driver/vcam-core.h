@@ -166,6 +166,9 @@ struct vcam_stats {
  * @out_pending: slots queued by the producer, oldest first
  * @out_done: slots ready for DEQUEUE, oldest first
  * @cap_queued: capture buffers owned by the driver, oldest first
+ * @cap_incoming: capture buffers of the QBUF in progress; the frame path
+ *	gets them once it has returned (vcam_cap_hand_over()), so QBUF never
+ *	reports a buffer that the frame path already completed
  * @cap_all: every capture buffer that has memory, queued or not
  * @out_wait: woken when a slot becomes done (DEQUEUE, poll)
  * @status_wait: woken when the status bits change (WAIT)
@@ -195,6 +198,7 @@ struct vcam_device {
 	struct list_head out_pending;
 	struct list_head out_done;
 	struct list_head cap_queued;
+	struct list_head cap_incoming;
 	struct list_head cap_all;
 	wait_queue_head_t out_wait;
 	wait_queue_head_t status_wait;
@@ -267,6 +271,7 @@ u64 vcam_status(struct vcam_device *dev);
 u32 vcam_current_fps(struct vcam_device *dev);
 bool vcam_producer_active(struct vcam_device *dev);
 bool vcam_out_dequeue_ready(struct vcam_device *dev);
+void vcam_cap_hand_over(struct vcam_device *dev);
 bool vcam_out_queue_ready(struct vcam_device *dev);
 void vcam_stats_read(struct vcam_device *dev, struct vcam_stats *stats);
 

@@ -841,11 +841,24 @@ static void vcam_buf_queue(struct vb2_buffer *vb)
 		out->state = VCAM_SLOT_DONE;
 		list_add_tail(&out->list, &dev->out_done);
 	}
-	list_add_tail(&cap->list, &dev->cap_queued);
+	list_add_tail(&cap->list, &dev->cap_incoming);
 	spin_unlock(&dev->slock);
 
 	if (out)
 		vcam_out_release(dev->nr, out->index, vb->index, out, dbuf);
+}
+
+/**
+ * vcam_cap_hand_over() - give the frame path the capture buffers just queued
+ * @dev: the camera
+ *
+ * Called once VIDIOC_QBUF has returned, and at STREAMON.
+ */
+void vcam_cap_hand_over(struct vcam_device *dev)
+{
+	spin_lock(&dev->slock);
+	list_splice_tail_init(&dev->cap_incoming, &dev->cap_queued);
+	spin_unlock(&dev->slock);
 	queue_work(system_unbound_wq, &dev->work);
 }
 
@@ -863,6 +876,7 @@ static void vcam_return_all(struct vcam_device *dev,
 
 	spin_lock(&dev->slock);
 	list_splice_init(&dev->cap_queued, &caps);
+	list_splice_tail_init(&dev->cap_incoming, &caps);
 	for (i = 0; i < dev->nr_slots; i++) {
 		struct vcam_out_buf *out = &dev->slots[i];
 
@@ -896,7 +910,7 @@ static int vcam_start_streaming(struct vb2_queue *vq, unsigned int count)
 	spin_unlock(&dev->slock);
 
 	wake_up_interruptible(&dev->status_wait);
-	queue_work(system_unbound_wq, &dev->work);
+	vcam_cap_hand_over(dev);
 	return 0;
 }
 
@@ -945,6 +959,7 @@ int vcam_queue_init(struct vcam_device *dev)
 	INIT_LIST_HEAD(&dev->out_pending);
 	INIT_LIST_HEAD(&dev->out_done);
 	INIT_LIST_HEAD(&dev->cap_queued);
+	INIT_LIST_HEAD(&dev->cap_incoming);
 	INIT_LIST_HEAD(&dev->cap_all);
 	init_waitqueue_head(&dev->out_wait);
 	init_waitqueue_head(&dev->status_wait);

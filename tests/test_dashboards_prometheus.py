@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -43,12 +42,25 @@ def free_port():
         return sock.getsockname()[1]
 
 
-# Runs in the guest: exporter + producer + consumer until the host creates
-# the stop file (the guest sees the host's file system), then stops them in
-# order and exits 0 only if the exporter and producer ended cleanly.
+# Runs in the guest: exporter + producer + consumer until the host connects
+# to the forwarded stop port, then stops them in order and exits 0 only if
+# the exporter and producer ended cleanly. (A stop file would not do: when
+# the checkout is under /tmp, the guest's /tmp overlay hides host changes.)
 GUEST = r"""
-import json, os, signal, subprocess, sys, time
-stop, port = {stop!r}, {port}
+import json, os, signal, socket, subprocess, sys, time
+port = {port}
+stopper = socket.socket()
+stopper.bind(("0.0.0.0", {stop_port}))
+stopper.listen()
+stopper.settimeout(0.5)
+
+def stop_requested():
+    try:
+        stopper.accept()[0].close()
+        return True
+    except socket.timeout:
+        return False
+
 exp = subprocess.Popen(["vcam-observe", "export", "--listen", f"0.0.0.0:{{port}}"])
 # stream only once bcc has compiled: under TCG the two would fight for the same CPUs
 import urllib.request
@@ -67,8 +79,8 @@ print("guest: camera", ready["device"], file=sys.stderr, flush=True)
 cons = subprocess.Popen(["vcam-producer", "consume", "--device", ready["device"], "--frames", "10000000",
                          "--timeout", "60"], stdout=subprocess.DEVNULL)
 deadline = time.monotonic() + {seconds}
-while not os.path.exists(stop) and time.monotonic() < deadline and exp.poll() is None:
-    time.sleep(0.5)
+while time.monotonic() < deadline and exp.poll() is None and not stop_requested():
+    pass
 codes = {{}}
 for name, p, sig in (("consumer", cons, signal.SIGINT), ("producer", prod, signal.SIGTERM),
                      ("exporter", exp, signal.SIGTERM)):
@@ -132,13 +144,17 @@ def stop(proc, sig=signal.SIGTERM, timeout=60):
             proc.wait()
 
 
+def request_guest_stop(stop_port):
+    try:
+        with socket.create_connection(("127.0.0.1", stop_port), timeout=10):
+            pass
+    except OSError:
+        pass  # the guest is already gone
+
+
 def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
     assert shutil.which("prometheus"), "Debian's prometheus is needed"
-    port, prom_port = free_port(), free_port()
-    # the guest sees the host's file system but has its own /tmp: the stop file lives in build/
-    (TOP / "build").mkdir(exist_ok=True)
-    shared = Path(tempfile.mkdtemp(prefix="dashboards-", dir=TOP / "build"))
-    stop_file = shared / "stop"
+    port, stop_port, prom_port = free_port(), free_port(), free_port()
     config = tmp_path / "prometheus.yml"
     # the committed rule files, a scrape config of our own for the guest
     config.write_text(gen.HEADER + gen.to_yaml({
@@ -152,8 +168,8 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
     try:
         with open(guest_log, "w") as log:
             runner = subprocess.Popen(
-                [str(VM_RUN), "--ports", str(port), "--", "python3", "-c",
-                 GUEST.format(stop=str(stop_file), port=port, seconds=900)],
+                [str(VM_RUN), "--ports", f"{port},{stop_port}", "--", "python3", "-c",
+                 GUEST.format(port=port, stop_port=stop_port, seconds=900)],
                 cwd=TOP, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         with open(prom_log, "w") as log:
             prom = subprocess.Popen(
@@ -202,7 +218,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
         assert len(rules) == len(gen.RECORDING) + len(gen.ALERTS)
         assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     finally:
-        stop_file.touch()
+        request_guest_stop(stop_port)
         if prom is not None:
             stop(prom)
         if runner is not None:
@@ -210,6 +226,5 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
                 runner.wait(180)
             except subprocess.TimeoutExpired:
                 stop(runner)     # the runner takes its QEMU down on SIGTERM
-        shutil.rmtree(shared, ignore_errors=True)
     assert prom.returncode == 0, prom_log.read_text()[-4000:]
     assert runner.returncode == 0, guest_log.read_text()[-4000:]

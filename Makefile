@@ -56,8 +56,12 @@ vm: setup
 driver: setup
 	@$(MAKE) -C driver KDIR=$$(lab/vm-run --print-kdir)
 
+# Two cameras, zero-copy and copy, in the lab's guest with the live TUI here
+# (a summary after DEMO_SECONDS without a terminal). NATIVE=1: on this
+# machine's kernel instead (root, kernel headers installed).
+DEMO_SECONDS ?= 20
 demo: setup
-	@$(VM_RUN) -- lab/demo-guest.sh
+	@$(VENV)/bin/python lab/demo --seconds $(DEMO_SECONDS) $(if $(filter 1,$(NATIVE)),--native)
 
 # Regenerate the Grafana dashboards and Prometheus rules from the metric
 # model, then check them with promtool (the tests check that they are fresh).

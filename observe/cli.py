@@ -16,6 +16,7 @@ examples:
   vcam-observe probes --json                   # which probes attach on this kernel
   vcam-observe top                             # live TUI from the probes in this process (root)
   vcam-observe top --url http://lab1:9477/metrics --interval 0.5   # live TUI of a remote exporter
+  vcam-observe top --url http://lab1:9477/metrics --batch --duration 30  # a 30 s summary as text
 
 Loading the probes needs root (or CAP_BPF and CAP_PERFMON).
 """
@@ -47,6 +48,11 @@ def build_parser():
                      help="scrape this exporter (http://HOST:PORT/metrics) instead of loading the probes")
     top.add_argument("--interval", type=positive_seconds, default=1.0, metavar="SECONDS",
                      help="refresh every SECONDS (default 1)")
+    top.add_argument("--batch", action="store_true",
+                     help="no live view: watch for --duration, print a plain-text summary, exit "
+                          "(the default when stdout is not a terminal)")
+    top.add_argument("--duration", type=positive_seconds, default=10.0, metavar="SECONDS",
+                     help="how long --batch watches (default 10)")
     return parser
 
 
@@ -143,7 +149,7 @@ def run_probes(as_json: bool) -> int:
     return 0 if all(attached.values()) else 1
 
 
-def run_top(url: str | None, interval: float) -> int:
+def run_top(url: str | None, interval: float, batch: bool, duration: float) -> int:
     from . import tui
 
     if url is not None:
@@ -157,6 +163,8 @@ def run_top(url: str | None, interval: float) -> int:
         except ObserveError as e:
             return fail(f"{e} (or watch an exporter: vcam-observe top --url http://HOST:PORT/metrics)")
     try:
+        if batch or not sys.stdout.isatty():
+            return tui.batch(source, duration, sys.stdout)
         return tui.run(source, interval)
     finally:
         close = getattr(source, "close", None)
@@ -178,7 +186,7 @@ def main(argv=None):
     if args.command == "probes":
         return run_probes(args.json)
     if args.command == "top":
-        return run_top(args.url, args.interval)
+        return run_top(args.url, args.interval, args.batch, args.duration)
     parser.print_help()
     return 0
 

@@ -21,6 +21,7 @@ those message handlers.
 from __future__ import annotations
 
 import math
+import sys
 import time
 import urllib.request
 from collections import deque
@@ -793,6 +794,53 @@ class TopApp(App):
 
 def run(source, interval: float) -> int:
     TopApp(source, interval=interval).run()
+    return 0
+
+
+# ---------------------------------------------------------------- batch mode
+
+BATCH_COLUMNS = ("device", "card", "procs", "path", "frames", "fps", "zc", "bytes", "errors", "p50", "p99")
+
+
+def path_name(zero_copy_share: float | None) -> str:
+    """The frame path a camera took over a window, from its zero-copy share."""
+    if zero_copy_share is None:
+        return "idle"
+    return {1.0: "zero-copy", 0.0: "copy"}.get(zero_copy_share, "mixed")
+
+
+def summary_text(first: Reading, last: Reading, source_name: str) -> str:
+    """A plain-text table of every camera: totals at `last`, rates, zero-copy
+    share and latency percentiles over the window since `first`."""
+    seconds = last.t - first.t
+    headers = dict((k, h) for k, h, _ in COLUMNS) | {"path": "path"}
+    rows = [[headers[k] for k in BATCH_COLUMNS]]
+    for device in last.cameras:
+        r = camera_row(first, last, first, device)
+        cells = dict(zip((k for k, _, _ in COLUMNS), row_cells(r)))
+        cells["path"] = path_name(r.zero_copy_share)
+        rows.append([cells[k] for k in BATCH_COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(BATCH_COLUMNS))]
+    lines = [f"vcam: {len(last.cameras)} camera(s) over {seconds:.1f} s from {source_name}", ""]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines += ["",
+              "frames and err: totals; fps, zc% (zero-copy share of frames delivered), B/s (bytes copied),",
+              f"p50 and p99 (QUEUE to DQBUF latency): over these {seconds:.1f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def batch(source, seconds: float, out) -> int:
+    """top without a terminal: read the source, wait `seconds`, read it
+    again and print what happened in between."""
+    try:
+        first = source.read()
+        time.sleep(seconds)
+        last = source.read()
+    except SourceError as e:
+        print(f"vcam-observe: {e}", file=sys.stderr)
+        return 1
+    out.write(summary_text(first, last, source.name))
+    out.flush()
     return 0
 
 

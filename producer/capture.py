@@ -59,8 +59,11 @@ class Capture:
             buf.length = len(m)
         v4l2.qbuf(self.fd, buf)
 
-    def dqbuf(self, timeout: float = 10.0) -> v4l2.v4l2_buffer:
+    def dqbuf(self, timeout: float = 10.0, stop_fd: int | None = None) -> v4l2.v4l2_buffer | None:
+        """The next filled buffer; None as soon as `stop_fd` is readable
+        (a stop request) while waiting for one."""
         deadline = time.monotonic() + timeout
+        waited = [self.fd] if stop_fd is None else [self.fd, stop_fd]
         while True:
             try:
                 return v4l2.dqbuf(self.fd, self.memory)
@@ -68,7 +71,9 @@ class Capture:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError("no capture buffer within %.1fs" % timeout)
-                select.select([self.fd], [], [], left)
+                ready, _, _ = select.select(waited, [], [], left)
+                if stop_fd is not None and stop_fd in ready:
+                    return None
 
     def data(self, buf: v4l2.v4l2_buffer) -> bytes:
         if self.memory == v4l2.V4L2_MEMORY_MMAP:

@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     con.add_argument("--memory", choices=("mmap", "userptr", "dmabuf"), default="mmap", help="capture memory (default mmap)")
     con.add_argument("--import", dest="import_socket", metavar="SOCKET",
                      help="capture into the producer's DMA-BUFs from its --share socket (zero-copy)")
-    con.add_argument("--frames", type=int, default=100, help="frames to capture (default 100)")
+    con.add_argument("--frames", type=int, default=100,
+                     help="frames to capture; 0 = until SIGINT/SIGTERM (default 100)")
     con.add_argument("--buffers", type=int, default=4, help="capture buffers for mmap/userptr/dmabuf (default 4)")
     con.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a frame (default 10)")
     con.add_argument("--verify", action="store_true", help="check every frame's integrity header")
@@ -154,8 +155,8 @@ def cmd_run(args) -> int:
 def cmd_consume(args) -> int:
     from .consume import consume
 
-    if args.frames < 1:
-        raise UsageError(f"bad --frames {args.frames}: at least 1")
+    if args.frames < 0:
+        raise UsageError(f"bad --frames {args.frames}: 0 (until stopped) or more")
     if not 1 <= args.buffers <= 32:
         raise UsageError(f"bad --buffers {args.buffers}: 1..32")
     if not args.device and not args.import_socket:
@@ -178,7 +179,7 @@ def cmd_consume(args) -> int:
             print(f"latency ms: p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  max {lat['max']}")
         if report.ended:
             print(f"stopped early: {report.ended}")
-    return 0 if report.ok and report.frames == args.frames else 1
+    return 0 if report.ok and (args.frames == 0 or report.frames == args.frames) else 1
 
 
 class UserFacingError(Exception):

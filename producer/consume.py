@@ -1,5 +1,5 @@
-"""The reference consumer: capture N frames from /dev/videoN and report
-what arrived: sequence gaps, torn or corrupt frames (integrity header),
+"""The reference consumer: capture N frames (or, with N = 0, until SIGINT
+or SIGTERM) from /dev/videoN and report what arrived: sequence gaps, torn or corrupt frames (integrity header),
 error-flagged frames, frame rate and latency (producer timestamp to
 dequeue) percentiles.
 
@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from . import integrity, v4l2
 from .capture import MEMORY, Capture
 from .dmabuf import DmaBuf
+from .produce import StopSignals
 from .share import receive
 
 
@@ -37,6 +38,7 @@ class ConsumerReport:
     fps: float = 0.0
     latency_ms: dict = field(default_factory=dict)  # p50, p90, p99, max
     ended: str | None = None  # why capture stopped before N frames
+    stopped_by: str | None = None  # the signal that ended the capture, if one did
 
     @property
     def ok(self) -> bool:
@@ -108,49 +110,41 @@ def consume(device: str | None = None, memory: str = "mmap", frames: int = 100, 
 
 def _capture(cap: Capture, dmabufs: list[DmaBuf], r: ConsumerReport, frames: int, verify: bool,
              timeout: float) -> None:
+    """Capture `frames` frames, or until a stop signal when `frames` is 0.
+    A signal before N frames ends the capture early, with a report."""
     latencies: list[int] = []
     sequence = _Sequence(r)
     cap.streamon()
     first = last = 0
-    while r.frames < frames:
-        try:
-            buf = cap.dqbuf(timeout)
-        except TimeoutError:
-            r.ended = f"no frame within {timeout:g} s"
-            break
-        except OSError as e:
-            if e.errno in (errno.ENODEV, errno.EPIPE, errno.EIO):
-                r.ended = f"the camera went away ({os.strerror(e.errno)})"
+    signals = StopSignals()
+    try:
+        while frames == 0 or r.frames < frames:
+            try:
+                buf = cap.dqbuf(timeout, stop_fd=signals.read_fd)
+            except TimeoutError:
+                r.ended = f"no frame within {timeout:g} s"
                 break
-            raise
-        now = time.monotonic_ns()
-        if r.frames == 0:
-            first = now
-        last = now
-        stamp = buf.timestamp_ns()
-        if buf.flags & v4l2.V4L2_BUF_FLAG_ERROR:
-            r.errored += 1
-        elif verify:
-            if dmabufs:
-                with dmabufs[buf.index].cpu_access(write=False) as pixels:
-                    header, problem = integrity.check(pixels[: buf.bytesused])
-            else:
-                header, problem = integrity.check(cap.view(buf))
-            if problem == "corrupt":
-                r.corrupt += 1
-            else:
-                r.torn += problem == "torn"
-                sequence.see(header.sequence)
-                stamp = header.timestamp_ns
-        else:
-            sequence.see(buf.sequence)
-        latencies.append(now - stamp)
-        r.frames += 1
-        if r.frames < frames:
-            if dmabufs:
-                cap.qbuf(buf.index, dmabufs[buf.index].fd, dmabufs[buf.index].size)
-            else:
-                cap.qbuf(buf.index)
+            except OSError as e:
+                if e.errno in (errno.ENODEV, errno.EPIPE, errno.EIO):
+                    r.ended = f"the camera went away ({os.strerror(e.errno)})"
+                    break
+                raise
+            if buf is None or signals.received:
+                r.stopped_by = signals.received
+                if frames:
+                    r.ended = f"stopped by {signals.received}"
+                break
+            now = _take(cap, buf, dmabufs, r, sequence, verify, latencies)
+            if r.frames == 1:
+                first = now
+            last = now
+            if frames == 0 or r.frames < frames:
+                if dmabufs:
+                    cap.qbuf(buf.index, dmabufs[buf.index].fd, dmabufs[buf.index].size)
+                else:
+                    cap.qbuf(buf.index)
+    finally:
+        signals.close()
     if r.frames > 1:
         r.fps = (r.frames - 1) / ((last - first) / 1e9)
     if latencies:
@@ -158,3 +152,29 @@ def _capture(cap: Capture, dmabufs: list[DmaBuf], r: ConsumerReport, frames: int
         # nearest-rank percentiles
         r.latency_ms = {f"p{p}": round(ms[max(0, math.ceil(p / 100 * len(ms)) - 1)], 3) for p in (50, 90, 99)}
         r.latency_ms["max"] = round(ms[-1], 3)
+
+
+def _take(cap: Capture, buf, dmabufs: list[DmaBuf], r: ConsumerReport, sequence: _Sequence, verify: bool,
+          latencies: list[int]) -> int:
+    """Account for one dequeued buffer; returns when it was dequeued (ns)."""
+    now = time.monotonic_ns()
+    stamp = buf.timestamp_ns()
+    if buf.flags & v4l2.V4L2_BUF_FLAG_ERROR:
+        r.errored += 1
+    elif verify:
+        if dmabufs:
+            with dmabufs[buf.index].cpu_access(write=False) as pixels:
+                header, problem = integrity.check(pixels[: buf.bytesused])
+        else:
+            header, problem = integrity.check(cap.view(buf))
+        if problem == "corrupt":
+            r.corrupt += 1
+        else:
+            r.torn += problem == "torn"
+            sequence.see(header.sequence)
+            stamp = header.timestamp_ns
+    else:
+        sequence.see(buf.sequence)
+    latencies.append(now - stamp)
+    r.frames += 1
+    return now

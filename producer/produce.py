@@ -42,7 +42,7 @@ class ProducerReport:
         return asdict(self)
 
 
-class _StopSignals:
+class StopSignals:
     """SIGINT/SIGTERM set a flag and wake poll() through a pipe, so the loop
     ends at a clean point instead of inside an ioctl."""
 
@@ -107,7 +107,7 @@ class Producer:
 
     def run(self) -> ProducerReport:
         r = self.report
-        signals = _StopSignals()
+        signals = StopSignals()
         poller = select.poll()
         poller.register(self.cam.ctl.fd, select.POLLIN)
         poller.register(signals.read_fd, select.POLLIN)

@@ -2,6 +2,7 @@
 
 import importlib.machinery
 import importlib.util
+import socket
 import subprocess
 from pathlib import Path
 
@@ -23,3 +24,10 @@ def vm_run(*args, env=None, timeout=600):
     return subprocess.run(
         [str(VM_RUN), *args], capture_output=True, env=env, timeout=timeout, cwd=TOP
     )
+
+
+def free_port():
+    """A TCP port nobody listens on at 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -16,9 +16,8 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
-from labtools import TOP, VM_RUN
+from labtools import TOP, VM_RUN, free_port
 
 DASH = TOP / "dashboards"
 PROM = DASH / "prometheus"
@@ -34,12 +33,6 @@ def load_generator():
 
 
 gen = load_generator()
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Runs in the guest: exporter + producer + consumer until the host connects

@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from labtools import TOP, VM_RUN, load_vm_run, vm_run
+from labtools import TOP, VM_RUN, free_port, load_vm_run, vm_run
 
 vm = load_vm_run()
 
@@ -152,12 +152,6 @@ def test_guest_that_does_not_boot_in_time_is_killed():
     assert result.returncode != 0
     assert "did not boot within 2 s" in stderr
     assert not qemu_processes(run_dir_of(stderr))
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Serves until asked for /stop (or 4 minutes pass): a server that quit after

@@ -12,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from observe import cli, exporter, metrics
 from observe.probes import PROBES, program_text
+from labtools import free_port
 from observe_scrape import buckets, samples, value
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,7 +168,8 @@ def test_bad_listen_is_one_line():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
 def test_without_privileges_one_line():
-    r = run_cli("export", user="65534")
+    # an explicit free port: the default one may be in use on this machine
+    r = run_cli("export", "--listen", f"127.0.0.1:{free_port()}", user="65534")
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip() == "vcam-observe: needs root (or CAP_BPF and CAP_PERFMON) to load the BPF probes"
 

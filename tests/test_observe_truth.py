@@ -3,7 +3,6 @@ real probes on the real module, is checked against the driver's own sysfs
 counters and what a real consumer saw."""
 
 import math
-import os
 import shutil
 import subprocess
 import time

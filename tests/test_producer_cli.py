@@ -9,6 +9,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,33 @@ def test_a_signal_ends_the_run_cleanly(sig):
     assert done["frames_queued"] >= 20
     assert not os.path.exists(sock)  # socket removed
     assert video_nodes() == before  # camera removed
+
+
+@pytest.mark.parametrize("frames, sig, status", [(0, signal.SIGINT, 0), (100_000, signal.SIGTERM, 1)])
+def test_a_signal_ends_a_capture_with_its_report(frames, sig, status):
+    """--frames 0 captures until a signal, which is a normal end (status 0);
+    a signal before N frames is an early end (status 1). Both report."""
+    with running_producer(["--fps", "100", "--size", "160x120"]) as producer:
+        consumer = subprocess.Popen(CLI + ["consume", "--device", producer.device, "--frames", str(frames),
+                                           "--verify", "--json"], stdout=subprocess.PIPE, text=True)
+        wait_for_frames(producer.device, 30)
+        consumer.send_signal(sig)
+        out, _ = consumer.communicate(timeout=60)
+        producer.finish(sig=signal.SIGINT, timeout=60)
+    report = json.loads(out)
+    assert consumer.returncode == status, report
+    assert report["stopped_by"] == sig.name
+    assert report["ended"] == (None if frames == 0 else f"stopped by {sig.name}")
+    assert report["frames"] >= 30 and report["sequence_gaps"] == 0 and report["torn"] == 0
+    assert report["latency_ms"]["p50"] > 0
+
+
+def wait_for_frames(device: str, n: int, timeout: float = 60) -> None:
+    counters = Path("/sys/class/video4linux") / Path(device).name / "vcam"
+    deadline = time.monotonic() + timeout
+    while int((counters / "frames_copied").read_text()) < n:
+        assert time.monotonic() < deadline, f"fewer than {n} frames on {device} within {timeout} s"
+        time.sleep(0.05)
 
 
 def test_virtual_camera_leaves_no_fd_behind():

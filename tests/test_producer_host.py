@@ -72,6 +72,8 @@ def test_consume_from_a_socket_nobody_listens_on(tmp_path):
 
 def test_consume_needs_a_device():
     one_line_error(run_cli(["consume"]), 2, "--device /dev/videoN or --import SOCKET")
+    one_line_error(run_cli(["consume", "--device", "/dev/video-none", "--frames", "-1"]), 2,
+                   "bad --frames -1: 0 (until stopped) or more")
     one_line_error(run_cli(["consume", "--device", "/dev/video-none"]), 1, "No such file or directory")
 
 

@@ -1,7 +1,8 @@
 """vcam-observe top's behaviour, driven with Pilot against a scripted source."""
 
-import socket
-import threading
+
+import subprocess
+import sys
 
 import pytest
 from prometheus_client import start_http_server
@@ -9,6 +10,7 @@ from prometheus_client import start_http_server
 from observe import exporter, metrics
 from observe.cli import build_parser
 from observe.tui import DetailScreen, HelpScreen, TopApp, UrlSource, screen_text
+from labtools import free_port
 from tui_scripted import ScriptedSource, camera, poll, steady, sync
 
 
@@ -201,12 +203,6 @@ class _Counting:
         return metrics.Snapshot(cameras=[camera(7, self.frames)])
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve(port, source):
     server, thread = start_http_server(port, "127.0.0.1", registry=exporter.make_registry(source))
     return server
@@ -244,3 +240,50 @@ def test_cli_top_arguments():
     assert (args.command, args.url, args.interval) == ("top", "http://h:9477/metrics", 0.25)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["top", "--interval", "0"])
+
+
+class _TwoCameras:
+    """A zero-copy camera and a copying one with errors, 30 frames each per scrape."""
+
+    def __init__(self):
+        self.frames = 0
+
+    def refresh(self):
+        self.frames += 30
+
+    def snapshot(self):
+        return metrics.Snapshot(cameras=[
+            camera(3, self.frames, card="zc-cam", zero_copy_share=1.0),
+            camera(4, self.frames, card="cp-cam", zero_copy_share=0.0, errors=2)])
+
+
+def test_top_without_a_terminal_prints_a_summary():
+    """stdout is a pipe here, so `top` watches for --duration and prints a
+    table (no --batch needed): totals, the path and the window's rates."""
+    port = free_port()
+    server = serve(port, _TwoCameras())
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        r = subprocess.run([sys.executable, "-m", "observe.cli", "top", "--url", url, "--duration", "0.5"],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith(f"vcam: 2 camera(s) over ") and lines[0].endswith(f" s from {url}")
+    header = lines[2].split()
+    assert header[:5] == ["device", "label", "producer>consumer", "path", "frames"]
+    rows = {cells[0]: dict(zip(header, cells)) for cells in (line.split() for line in lines[3:5])}
+    # two scrapes: 30 frames at the first, 60 at the second
+    pick = ("label", "path", "frames", "zc%", "err")
+    assert [rows["video3"][k] for k in pick] == ["zc-cam", "zero-copy", "60", "100%", "0"]
+    assert [rows["video4"][k] for k in pick] == ["cp-cam", "copy", "60", "0%", "2"]
+    assert rows["video3"]["p50"] == "3.1ms"   # halfway into the scripted (2^21, 2^22] ns bucket
+
+
+def test_top_batch_with_the_exporter_down_is_one_line():
+    r = subprocess.run([sys.executable, "-m", "observe.cli", "top", "--url", f"http://127.0.0.1:{free_port()}/metrics",
+                        "--batch", "--duration", "0.1"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and r.stderr.startswith("vcam-observe: http://127.0.0.1:"), r.stderr

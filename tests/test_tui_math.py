@@ -6,7 +6,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from observe import exporter, metrics
-from observe.tui import (Model, Reading, bucket_delta, counter_delta, depth_bar, fmt_seconds,
+from observe.tui import (Model, bucket_delta, counter_delta, depth_bar, fmt_seconds,
                          per_bucket, quantile, rate, reading_from_families)
 from tui_scripted import _Snap, camera
 

@@ -271,7 +271,7 @@ def test_top_without_a_terminal_prints_a_summary():
         server.server_close()
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert lines[0].startswith(f"vcam: 2 camera(s) over ") and lines[0].endswith(f" s from {url}")
+    assert lines[0].startswith("vcam: 2 camera(s) over ") and lines[0].endswith(f" s from {url}")
     header = lines[2].split()
     assert header[:5] == ["device", "label", "producer>consumer", "path", "frames"]
     rows = {cells[0]: dict(zip(header, cells)) for cells in (line.split() for line in lines[3:5])}

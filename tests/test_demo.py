@@ -1,0 +1,75 @@
+"""make demo end to end on the host: the guest boots, two cameras stream,
+the host watches them through the exporter's forwarded port, and
+everything stops with status 0 and nothing left running. Once without a
+terminal (the summary) and once on a terminal (tmux) quitting the TUI."""
+
+import os
+import re
+import subprocess
+import time
+
+from demo_output import check_demo_output, check_demo_reports
+from labtools import TOP
+
+DEMO_LOG = TOP / "build" / "demo" / "cameras.log"
+
+
+def run_dir_of(text: str) -> str:
+    return re.search(r"run directory (\S+)", text)[1]
+
+
+def assert_nothing_left(run_dir: str) -> None:
+    left = subprocess.run(["pgrep", "-af", run_dir], capture_output=True, text=True).stdout
+    assert left == "", f"processes left behind: {left}"
+
+
+def test_make_demo_without_a_terminal():
+    r = subprocess.run(["make", "--no-print-directory", "demo", "DEMO_SECONDS=10"], cwd=TOP,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1500)
+    text = r.stdout + r.stderr
+    assert r.returncode == 0, text
+    check_demo_output(r.stdout)
+    assert "demo: exporter was at http://127.0.0.1:" in text
+    assert "kernel log clean" in text and text.rstrip().endswith("demo: done"), text
+    assert_nothing_left(run_dir_of(text))
+
+
+def tmux(*args: str) -> str:
+    return subprocess.run(["tmux", *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_make_demo_on_a_terminal_quits_with_q(tmp_path):
+    session = f"vcam-demo-test-{os.getpid()}"
+    status_file = tmp_path / "status"
+    tmux("new-session", "-d", "-s", session, "-x", "132", "-y", "30", "-c", str(TOP),
+         f"make --no-print-directory demo; echo $? > {status_file}")
+    try:
+        deadline = time.monotonic() + 1200
+        screen = ""
+        while not both_cameras_streaming(screen):
+            assert time.monotonic() < deadline, f"the TUI never showed both cameras streaming:\n{screen}"
+            time.sleep(2)
+            screen = tmux("capture-pane", "-p", "-t", session)
+        tmux("send-keys", "-t", session, "q")
+        deadline = time.monotonic() + 300
+        while not status_file.exists():
+            assert time.monotonic() < deadline, "make demo did not end within 300 s of q"
+            time.sleep(1)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+    assert status_file.read_text().strip() == "0", DEMO_LOG.read_text()
+    log = DEMO_LOG.read_text()
+    check_demo_reports(log)
+    assert "kernel log clean" in log, log
+    assert_nothing_left(run_dir_of(log))
+
+
+def both_cameras_streaming(screen: str) -> bool:
+    """The table has both cameras, each with a frame rate and its path's share."""
+    rows = {}
+    for line in screen.splitlines():
+        if "video" in line:
+            label = "zero copy" if " zero copy " in line else "copy" if " copy " in line else None
+            rows[label] = line
+    return ("100%" in rows.get("zero copy", "") and " 0% " in rows.get("copy", "")
+            and all(re.search(r" \d+\.\d ", rows[label]) for label in ("zero copy", "copy")))

@@ -56,6 +56,7 @@ SCRAPE_DURATION = "vcam_exporter_scrape_duration_seconds"   # gauge
 SCRAPE_SUCCESS = "vcam_exporter_scrape_success"             # gauge {source}
 PROBE_ATTACHED = "vcam_exporter_probe_attached"             # gauge {probe}
 BPF_ERRORS = "vcam_exporter_bpf_errors"                     # _total {kind}
+PROBE_MISSED = "vcam_exporter_probe_missed"                 # _total {probe}
 
 # Histogram kinds as numbered by vcam_probes.c (H_*), with their family.
 LATENCY_KINDS = {
@@ -116,6 +117,7 @@ class Snapshot:
     cameras: list[CameraSample] = field(default_factory=list)
     probes: dict[str, bool] = field(default_factory=dict)      # probe -> attached
     bpf_errors: dict[str, int] = field(default_factory=dict)   # kind -> count
+    probes_missed: dict[str, int] = field(default_factory=dict)  # attached probe -> hits its program missed
 
 
 def log2_slot(value_ns: int) -> int:
@@ -219,3 +221,9 @@ def families(snapshot: Snapshot):
     for kind, n in sorted(snapshot.bpf_errors.items()):
         errors.add_metric([kind], n)
     yield errors
+    missed = CounterMetricFamily(PROBE_MISSED, "Hits of an attached probe whose BPF program did not run: the kernel's "
+                                 "kprobe nmissed (return probes: no free instance, see maxactive) plus the program's "
+                                 "recursion misses. Those frames are missing from the other numbers.", labels=[PROBE])
+    for probe, n in sorted(snapshot.probes_missed.items()):
+        missed.add_metric([probe], n)
+    yield missed

@@ -10,6 +10,7 @@ or re-attaches its probes. The program is compiled once.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import threading
@@ -24,9 +25,15 @@ TRACEFS_ROOTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 # The vcam symbol whose address tells vb2 events on vcam's queues apart
 VCAM_OPS_SYMBOL = "vcam_vb2_ops"
 BPF_ERROR_KINDS = ("map_full", "unpaired")
+# The histograms in struct cam (vcam_probes.c NR_HISTS, HIST_SLOTS)
+NR_HISTS, HIST_SLOTS = 6, 65
 
 # Warnings clang gives about the kernel's own headers, not about our program
 QUIET_KERNEL_HEADERS = ["-Wno-duplicate-decl-specifier", "-Wno-ignored-attributes"]
+
+# struct bpf_prog_info (uapi/linux/bpf.h): its size up to and with the
+# recursion_misses field (5.12+), and that field's offset
+PROG_INFO_SIZE, RECURSION_MISSES_OFFSET = 216, 208
 
 # Linux capability numbers (CapEff in /proc/self/status)
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
@@ -55,16 +62,15 @@ PROBES = (
     Probe("kprobe", "vcam_out_dequeue", "entry_out_dequeue", "vcam"),
     Probe("kretprobe", "vcam_out_dequeue", "ret_out_dequeue", "vcam"),
     Probe("kprobe", "vcam_dispatch", "entry_dispatch", "vcam"),
-    Probe("kretprobe", "vcam_dispatch", "ret_dispatch", "vcam"),
     Probe("kprobe", "vcam_copy", "entry_copy", "vcam"),
     Probe("kretprobe", "vcam_copy", "ret_copy", "vcam"),
     Probe("raw_tracepoint", "vb2_buf_queue", "on_vb2_buf_queue", "videobuf2_common"),
     Probe("raw_tracepoint", "vb2_dqbuf", "on_vb2_dqbuf", "videobuf2_common"),
     Probe("kprobe", "vb2_buffer_done", "entry_buffer_done", "videobuf2_common"),
     Probe("kprobe", "vb2_core_streamon", "entry_core_streamon", "videobuf2_common"),
-    Probe("kretprobe", "vb2_core_streamon", "ret_core_stream", "videobuf2_common"),
+    Probe("kretprobe", "vb2_core_streamon", "ret_core_streamon", "videobuf2_common"),
     Probe("kprobe", "vb2_core_streamoff", "entry_core_streamoff", "videobuf2_common"),
-    Probe("kretprobe", "vb2_core_streamoff", "ret_core_stream", "videobuf2_common"),
+    Probe("kretprobe", "vb2_core_streamoff", "ret_core_streamoff", "videobuf2_common"),
 )
 MODULES = ("vcam", "videobuf2_common")
 
@@ -141,6 +147,51 @@ def sysfs_cameras(root: Path = SYSFS_V4L) -> dict[int, tuple[str, int | None]]:
     return cams
 
 
+def kprobe_profile_missed(pid: int, roots=TRACEFS_ROOTS) -> dict[str, int]:
+    """nmissed of this process's bcc kprobe events, by probe name, from
+    tracefs kprobe_profile ("r_vcam_copy_bcc_<pid> NHIT NMISSED"). bcc makes
+    return probes there (they take maxactive); its entry probes go through
+    perf's kprobe PMU, which tracefs does not list."""
+    suffix = f"_bcc_{pid}"
+    for root in roots:
+        try:
+            text = (root / "kprobe_profile").read_text()
+        except OSError:
+            continue
+        missed = {}
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) == 3 and words[0].endswith(suffix) and words[0][:2] in ("p_", "r_"):
+                kind = "kprobe" if words[0][0] == "p" else "kretprobe"
+                missed[f"{kind}:{words[0][2:-len(suffix)]}"] = int(words[2])
+        return missed
+    return {}
+
+
+def prog_recursion_misses(fd: int) -> int:
+    """Times the kernel skipped a BPF program because another one was
+    running on that CPU (bpf_prog_info.recursion_misses); 0 if unknown."""
+    try:
+        from bcc.libbcc import lib
+    except ImportError:
+        return 0
+    info = (ctypes.c_uint8 * PROG_INFO_SIZE)()
+    size = ctypes.c_uint32(PROG_INFO_SIZE)
+    if lib.bpf_obj_get_info(fd, ctypes.byref(info), ctypes.byref(size)) != 0 or size.value < PROG_INFO_SIZE:
+        return 0
+    return int.from_bytes(bytes(info[RECURSION_MISSES_OFFSET:PROG_INFO_SIZE]), "little")
+
+
+def cam_histograms(cam) -> dict[int, metrics.Histogram]:
+    """The histograms kept in a camera's BPF entry: flat slot counts
+    (kind * HIST_SLOTS + slot) and a sum per kind."""
+    hists = {}
+    for kind in range(NR_HISTS):
+        counts = cam.hist[kind * HIST_SLOTS:(kind + 1) * HIST_SLOTS]
+        hists[kind] = metrics.Histogram({slot: n for slot, n in enumerate(counts) if n}, cam.hist_sum[kind])
+    return hists
+
+
 class Probes:
     """The compiled program and its attachments. Thread-safe."""
 
@@ -149,6 +200,7 @@ class Probes:
         self.log = log or (lambda msg: print(f"vcam-observe: {msg}", file=sys.stderr))
         self._lock = threading.Lock()
         self._attached: dict[Probe, bool] = {p: False for p in PROBES}
+        self._usable: set[Probe] = set()     # attached when their module last appeared
         self._reported: set[tuple[Probe, str]] = set()
         self._identity: dict[str, str | None] = {m: None for m in MODULES}
         self._started = False
@@ -221,7 +273,9 @@ class Probes:
             if "vcam" in changed:
                 # Nothing of an unloaded module's cameras survives
                 self.bpf["config"][0] = self.bpf["config"].Leaf(0)
-                for table in ("cams", "hists", "stamps", "newest", "calls", "dispatches"):
+                # (`calls` is task storage: each thread's record is
+                # overwritten by its next entry probe, freed with the thread)
+                for table in ("cams", "newest"):
                     self.bpf[table].clear()
             loaded = [m for m in changed if self._module_identity(m) is not None]
             symbols = self._symbols(loaded) if loaded else {}
@@ -235,8 +289,32 @@ class Probes:
             for probe in PROBES:
                 if probe.module in loaded:
                     self._attach(probe, symbols)
+            self._usable = {p for p in PROBES if self._attached[p] or (p in self._usable and p.module not in changed)}
             for m in changed:
                 self._identity[m] = self._module_identity(m)
+
+    def select(self, wanted=None) -> None:
+        """Attach only the probes named in `wanted` (all when None) and
+        detach the rest, e.g. to measure what a group of probes costs."""
+        with self._lock:
+            for probe in PROBES:
+                if wanted is None or probe.name in wanted:
+                    if probe in self._usable and not self._attached[probe]:
+                        self._attach(probe, {probe.target: 0})
+                else:
+                    self._detach(probe)
+
+    def _missed(self) -> dict[str, int]:
+        """Per attached probe, hits whose program did not run: the kernel's
+        nmissed where tracefs shows it, plus the program's recursion misses."""
+        nmissed = kprobe_profile_missed(os.getpid())
+        funcs = getattr(self.bpf, "funcs", {})
+        missed = {}
+        for probe, ok in self._attached.items():
+            if ok:
+                fn = funcs.get(probe.fn.encode())
+                missed[probe.name] = nmissed.get(probe.name, 0) + (prog_recursion_misses(fn.fd) if fn else 0)
+        return missed
 
     def attached(self) -> dict[str, bool]:
         with self._lock:
@@ -252,7 +330,6 @@ class Probes:
         with self._lock:
             current = {k.value: v.value for k, v in self.bpf["newest"].items()}
             entries = {k.value: v for k, v in self.bpf["cams"].items()}
-            hist_items = list(self.bpf["hists"].items())
             errors = {kind: self.bpf["errors"][i].value for i, kind in enumerate(BPF_ERROR_KINDS)}
 
             # One entry per live camera: the one created last, else the newest
@@ -268,28 +345,14 @@ class Probes:
                     chosen[nr] = dev
             # Forget cameras that went away
             live = set(chosen.values())
-            live_ids = {entries[dev].id for dev in live}
             for dev in entries:
                 if dev not in live:
                     self.bpf["cams"].pop(self.bpf["cams"].Key(dev), None)
             for nr in list(current):
                 if nr not in cameras:
                     self.bpf["newest"].pop(self.bpf["newest"].Key(nr), None)
-            for key, _ in list(self.bpf["stamps"].items()):
-                if key.cam not in live_ids:
-                    self.bpf["stamps"].pop(key, None)
-
-            hists: dict[int, dict[int, metrics.Histogram]] = {}   # camera id -> kind -> histogram
-            for key, value in hist_items:
-                if key.cam not in live_ids:
-                    self.bpf["hists"].pop(key, None)
-                    continue
-                h = hists.setdefault(key.cam, {}).setdefault(key.kind, metrics.Histogram())
-                if key.slot == 0xffff:
-                    h.total = value.value
-                else:
-                    h.slots[key.slot] = value.value
             attached = {p.name: ok for p, ok in self._attached.items()}
+            missed = self._missed()
 
         samples = []
         for nr, (card, slots) in cameras.items():
@@ -308,9 +371,9 @@ class Probes:
                 sample.streaming = bool(c.streaming)
                 sample.producer = c.producer_comm.decode(errors="replace")
                 sample.consumer = c.consumer_comm.decode(errors="replace")
-                sample.histograms = hists.get(c.id, {})
+                sample.histograms = cam_histograms(c)
             samples.append(sample)
-        return metrics.Snapshot(cameras=samples, probes=attached, bpf_errors=errors)
+        return metrics.Snapshot(cameras=samples, probes=attached, bpf_errors=errors, probes_missed=missed)
 
     def close(self) -> None:
         with self._lock:

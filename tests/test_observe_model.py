@@ -11,6 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from observe import cli, exporter, metrics
+from observe import probes as probes_mod
 from observe.probes import PROBES, program_text
 from labtools import free_port
 from observe_scrape import buckets, samples, value
@@ -74,8 +75,10 @@ def sample_snapshot():
         frames_copied=3, frames_errored=1, bytes_copied=3 * 614400, output_depth=1, capture_depth=2,
         streaming=True, producer="vcam-producer", consumer="gst-launch-1.0",
         histograms={0: metrics.Histogram({12: 5, 14: 5}, 10 * 10000), 4: metrics.Histogram({0: 1, 2: 3}, 6)})
-    return metrics.Snapshot(cameras=[cam], probes={"kprobe:vcam_copy": True, "kprobe:vcam_dispatch": False},
-                            bpf_errors={"map_full": 0, "unpaired": 2})
+    return metrics.Snapshot(cameras=[cam], probes={"kprobe:vcam_copy": True, "kprobe:vcam_dispatch": False,
+                                                   "kretprobe:vcam_copy": True},
+                            bpf_errors={"map_full": 0, "unpaired": 2},
+                            probes_missed={"kprobe:vcam_copy": 0, "kretprobe:vcam_copy": 3})
 
 
 def test_exposition_of_a_snapshot():
@@ -98,8 +101,39 @@ def test_exposition_of_a_snapshot():
     assert value(series, "vcam_copy_duration_seconds_count", **d) == 0     # empty, but present
     assert value(series, "vcam_exporter_probe_attached", probe="kprobe:vcam_dispatch") == 0
     assert value(series, "vcam_exporter_bpf_errors_total", kind="unpaired") == 2
+    assert value(series, "vcam_exporter_probe_missed_total", probe="kretprobe:vcam_copy") == 3
+    assert value(series, "vcam_exporter_probe_missed_total", probe="kprobe:vcam_copy") == 0
+    # a probe that is not attached has no miss count, rather than a false 0
+    assert ("vcam_exporter_probe_missed_total", frozenset({("probe", "kprobe:vcam_dispatch")})) not in series
     assert value(series, "vcam_exporter_scrape_success", source="bpf") == 1
     assert ("vcam_exporter_scrape_duration_seconds", frozenset()) in series
+
+
+def test_kprobe_profile_missed_reads_this_process_probes_only(tmp_path):
+    (tmp_path / "kprobe_profile").write_text(
+        "  r_vcam_out_queue_bcc_42                              120               2\n"
+        "  p_vcam_dispatch_bcc_42                               120               0\n"
+        "  r_vcam_out_queue_bcc_7                                 9               5\n"
+        "  myprobe                                               1               1\n")
+    got = probes_mod.kprobe_profile_missed(42, roots=(tmp_path / "absent", tmp_path))
+    assert got == {"kretprobe:vcam_out_queue": 2, "kprobe:vcam_dispatch": 0}
+    assert probes_mod.kprobe_profile_missed(42, roots=(tmp_path / "absent",)) == {}
+
+
+def test_histograms_of_a_bpf_camera_entry():
+    class Entry:     # struct cam's histogram fields, as bcc reads them
+        hist = [0] * (probes_mod.NR_HISTS * probes_mod.HIST_SLOTS)
+        hist_sum = [0] * probes_mod.NR_HISTS
+    cam = Entry()
+    cam.hist[0 * probes_mod.HIST_SLOTS + 12] = 5       # delivery latency, slot 12
+    cam.hist[5 * probes_mod.HIST_SLOTS + 64] = 1       # capture depth, deepest slot
+    cam.hist_sum[0] = 5 * 4000
+    hists = probes_mod.cam_histograms(cam)
+    assert hists[0] == metrics.Histogram({12: 5}, 20000)
+    assert hists[5].slots == {64: 1} and hists[1] == metrics.Histogram()
+    # the layout is the BPF program's
+    assert f"#define NR_HISTS\t{probes_mod.NR_HISTS}\n" in program_text()
+    assert f"#define HIST_SLOTS\t{probes_mod.HIST_SLOTS}\t" in program_text()
 
 
 def test_metric_names_follow_the_rules():

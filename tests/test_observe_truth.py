@@ -264,6 +264,26 @@ def test_every_probe_is_attached(url):
     assert attached and all(v == 1 for v in attached.values()), attached
     assert value(series, "vcam_exporter_scrape_success", source="bpf") == 1
     assert value(series, "vcam_exporter_bpf_errors_total", kind="map_full") == 0
+    # every attached probe reports its misses, and none missed a hit here
+    missed = {dict(k[1])["probe"]: v for k, v in series.items() if k[0] == "vcam_exporter_probe_missed_total"}
+    assert missed.keys() == attached.keys() and not any(missed.values()), missed
+
+
+def test_return_probe_misses_are_read_from_the_kernel(exporter_proc):
+    """The kernel's nmissed behind vcam_exporter_probe_missed_total is there
+    for the exporter's own return probes."""
+    proc, url, _ = exporter_proc
+    profile = next(p for p in (Path("/sys/kernel/tracing/kprobe_profile"),
+                               Path("/sys/kernel/debug/tracing/kprobe_profile")) if p.exists())
+    ours = {line.split()[0] for line in profile.read_text().splitlines()
+            if line.split() and line.split()[0].endswith(f"_bcc_{proc.pid}")}
+    returns = {p.removeprefix("kretprobe:") for p, ok in probes_attached(scrape(url)).items()
+               if ok and p.startswith("kretprobe:")}
+    assert returns and ours == {f"r_{fn}_bcc_{proc.pid}" for fn in returns}, ours
+
+
+def probes_attached(series) -> dict[str, float]:
+    return {dict(k[1])["probe"]: v for k, v in series.items() if k[0] == "vcam_exporter_probe_attached"}
 
 
 # -- the module coming and going under a running exporter (keep these last) --

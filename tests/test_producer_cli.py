@@ -74,7 +74,8 @@ def test_a_signal_ends_a_capture_with_its_report(frames, sig, status):
     assert consumer.returncode == status, report
     assert report["stopped_by"] == sig.name
     assert report["ended"] == (None if frames == 0 else f"stopped by {sig.name}")
-    assert report["frames"] >= 30 and report["sequence_gaps"] == 0 and report["torn"] == 0
+    # 30 frames were copied; up to 4 of them may still sit in the consumer's buffers
+    assert report["frames"] >= 26 and report["sequence_gaps"] == 0 and report["torn"] == 0
     assert report["latency_ms"]["p50"] > 0
 
 

@@ -31,3 +31,11 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def load_dashboards_generator():
+    """dashboards/generate.py as a module, for its metric model and builders."""
+    spec = importlib.util.spec_from_file_location("vcam_dashboards_generate", TOP / "dashboards" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,6 @@ exporter exports, and Prometheus's own promtool accepts the configuration
 and the rules and passes the alert unit tests."""
 
 import copy
-import importlib.util
 import json
 import re
 import shutil
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from labtools import load_dashboards_generator
 from observe import metrics as m
 
 TOP = Path(__file__).resolve().parent.parent
@@ -23,14 +23,7 @@ DASH = TOP / "dashboards"
 PROM = DASH / "prometheus"
 
 
-def load_generator():
-    spec = importlib.util.spec_from_file_location("vcam_dashboards_generate", DASH / "generate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gen = load_generator()
+gen = load_dashboards_generator()
 
 
 def committed_dashboards() -> dict[str, dict]:

@@ -7,7 +7,6 @@ Prometheus's HTTP API, and every recording rule must produce series.
 
 Host tier (no marker): it boots its own guest, like tests/test_lab_runner.py."""
 
-import importlib.util
 import json
 import shutil
 import signal
@@ -17,7 +16,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from labtools import TOP, VM_RUN, free_port
+from labtools import TOP, VM_RUN, free_port, load_dashboards_generator
 
 DASH = TOP / "dashboards"
 PROM = DASH / "prometheus"
@@ -25,14 +24,7 @@ SCRAPE = "2s"
 RATE_INTERVAL = "1m"       # what Grafana's $__rate_interval becomes here (>= 4 scrapes)
 
 
-def load_generator():
-    spec = importlib.util.spec_from_file_location("vcam_dashboards_generate", DASH / "generate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gen = load_generator()
+gen = load_dashboards_generator()
 
 
 # Runs in the guest: exporter + producer + consumer until the host connects

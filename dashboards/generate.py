@@ -255,7 +255,7 @@ def alert_tests():
     # probes
     t.append({"name": "a missing probe fires, attached probes do not", "interval": "1m",
               "input_series": [{"series": f'{m.PROBE_ATTACHED}{{{L}, probe="kprobe:vcam_copy"}}', "values": "0x15"},
-                               {"series": f'{m.PROBE_ATTACHED}{{{L}, probe="kprobe:vcam_dispatch"}}', "values": "1x15"}],
+                               {"series": f'{m.PROBE_ATTACHED}{{{L}, probe="kprobe:vcam_frame_delivered"}}', "values": "1x15"}],
               "alert_rule_test": [
                   {"eval_time": "5m", "alertname": "VcamProbeNotAttached", "exp_alerts": []},
                   {"eval_time": "11m", "alertname": "VcamProbeNotAttached", "exp_alerts": [

@@ -82,6 +82,18 @@ enum vcam_slot_state {
 struct vcam_cap_buf;
 
 /**
+ * enum vcam_path - how a frame was delivered (observers rely on the values)
+ * @VCAM_PATH_ZERO_COPY: the capture buffer imports the output DMA-BUF
+ * @VCAM_PATH_COPY: the payload was copied by the CPU
+ * @VCAM_PATH_ERROR: the capture buffer was completed with an error
+ */
+enum vcam_path {
+	VCAM_PATH_ZERO_COPY = 0,
+	VCAM_PATH_COPY = 1,
+	VCAM_PATH_ERROR = 2,
+};
+
+/**
  * struct vcam_out_buf - one output slot of the producer
  * @dev: the camera
  * @list: entry in &vcam_device.out_pending or &vcam_device.out_done
@@ -96,6 +108,7 @@ struct vcam_cap_buf;
  * @use_mem: the queued frame is in @mem rather than in @dbuf
  * @cap: while %VCAM_SLOT_INFLIGHT, the capture buffer holding the frame
  * @timestamp: the frame's CLOCK_MONOTONIC timestamp in nanoseconds
+ * @queued_ns: when VCAM_IOC_QUEUE accepted the frame (ktime_get_ns())
  * @index: the slot index
  * @length: the frame's payload in bytes
  * @state: see &enum vcam_slot_state
@@ -111,6 +124,7 @@ struct vcam_out_buf {
 	bool use_mem;
 	struct vcam_cap_buf *cap;
 	u64 timestamp;
+	u64 queued_ns;
 	u32 index;
 	u32 length;
 	enum vcam_slot_state state;
@@ -284,6 +298,13 @@ int vcam_out_queue(unsigned int dev_nr, struct vcam_device *dev,
 		   const struct vcam_ioc_queue *req);
 int vcam_out_dequeue(unsigned int dev_nr, struct vcam_device *dev,
 		     struct vcam_ioc_dequeue *res, bool nonblock);
+void vcam_out_queued(unsigned int dev_nr, struct vcam_device *dev,
+		     u32 out_index, u64 queued_ns);
+void vcam_out_dequeued(unsigned int dev_nr, struct vcam_device *dev,
+		       u32 out_index);
+void vcam_frame_delivered(unsigned int dev_nr, struct vcam_device *dev,
+			  u32 cap_index, enum vcam_path counted,
+			  u32 bytes_copied, u64 queued_ns);
 int vcam_dispatch(unsigned int dev_nr, u32 out_index, u32 cap_index,
 		  u32 bytes, struct vcam_out_buf *out,
 		  struct vcam_cap_buf *cap);

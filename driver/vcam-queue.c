@@ -23,7 +23,9 @@
  * Observable functions. These are global, noinline, never cloned symbols
  * with stable names so that kprobes (observe/) can attach to them. Each takes the
  * device number (the N of /dev/videoN) first and the rest of its context in
- * scalar arguments that sit in registers:
+ * scalar arguments that sit in registers. The ones named for an event that
+ * happened (queued, dequeued, delivered) run only when it did, so an entry
+ * probe alone sees it: no return probe, which costs twice as much.
  *
  *   vcam_out_queue(dev_nr, dev, req)
  *	VCAM_IOC_QUEUE handling; req is the &struct vcam_ioc_queue copied from
@@ -31,6 +33,14 @@
  *   vcam_out_dequeue(dev_nr, dev, res, nonblock)
  *	VCAM_IOC_DEQUEUE handling; fills the &struct vcam_ioc_dequeue res;
  *	returns 0 or -errno.
+ *   vcam_out_queued(dev_nr, dev, out_index, queued_ns)
+ *	an accepted QUEUE: the frame joins the pending list (slock held).
+ *   vcam_out_dequeued(dev_nr, dev, out_index)
+ *	a DEQUEUE that returns a slot (slock held).
+ *   vcam_frame_delivered(dev_nr, dev, cap_index, counted, bytes_copied,
+ *			  queued_ns)
+ *	one frame counted as the driver counts it (&enum vcam_path, an error
+ *	whatever the path), before its capture buffer completes (slock held).
  *   vcam_dispatch(dev_nr, out_index, cap_index, bytes, out, cap)
  *	one paired frame: chooses the path, delivers, completes the capture
  *	buffer; returns the &enum vcam_path taken.
@@ -64,18 +74,6 @@
 
 /* How long a producer counts as delivering after its last QUEUE */
 #define VCAM_SIGNAL_TIMEOUT_NS	(2 * NSEC_PER_SEC)
-
-/**
- * enum vcam_path - how a frame was delivered
- * @VCAM_PATH_ZERO_COPY: the capture buffer imports the output DMA-BUF
- * @VCAM_PATH_COPY: the payload was copied by the CPU
- * @VCAM_PATH_ERROR: the capture buffer was completed with an error
- */
-enum vcam_path {
-	VCAM_PATH_ZERO_COPY,
-	VCAM_PATH_COPY,
-	VCAM_PATH_ERROR,
-};
 
 static struct vcam_cap_buf *to_cap_buf(struct vb2_buffer *vb)
 {
@@ -226,6 +224,51 @@ static bool vcam_dbuf_in_use(struct vcam_device *dev, struct dma_buf *dbuf)
 }
 
 /**
+ * vcam_out_queued() - a frame joins the pending list
+ * @dev_nr: the N of /dev/videoN
+ * @dev: the camera
+ * @out_index: the slot, filled in by VCAM_IOC_QUEUE
+ * @queued_ns: when the QUEUE was accepted (ktime_get_ns())
+ *
+ * Called with &vcam_device.slock held, so an observer sees this before the
+ * frame path can take the frame. Only an accepted QUEUE gets here.
+ */
+noinline __noclone void vcam_out_queued(unsigned int dev_nr,
+					struct vcam_device *dev,
+					u32 out_index, u64 queued_ns)
+{
+	struct vcam_out_buf *out = &dev->slots[out_index];
+
+	lockdep_assert_held(&dev->slock);
+	out->queued_ns = queued_ns;
+	out->state = VCAM_SLOT_QUEUED;
+	list_add_tail(&out->list, &dev->out_pending);
+	dev->stats.frames_queued++;
+	vcam_rate_sample(dev, out->timestamp, queued_ns);
+}
+
+/**
+ * vcam_out_dequeued() - a done slot goes back to the producer
+ * @dev_nr: the N of /dev/videoN
+ * @dev: the camera
+ * @out_index: the slot, on &vcam_device.out_done
+ *
+ * Called with &vcam_device.slock held. Only a DEQUEUE that returns a slot
+ * gets here.
+ */
+noinline __noclone void vcam_out_dequeued(unsigned int dev_nr,
+					  struct vcam_device *dev,
+					  u32 out_index)
+{
+	struct vcam_out_buf *out = &dev->slots[out_index];
+
+	lockdep_assert_held(&dev->slock);
+	list_del(&out->list);
+	out->state = VCAM_SLOT_IDLE;
+	dev->stats.frames_dequeued++;
+}
+
+/**
  * vcam_out_queue() - VCAM_IOC_QUEUE: queue a frame into an output slot
  * @dev_nr: the N of /dev/videoN
  * @dev: the camera
@@ -292,10 +335,7 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 		out->use_mem = !dbuf;
 		out->length = length;
 		out->timestamp = req->timestamp ? req->timestamp : now;
-		out->state = VCAM_SLOT_QUEUED;
-		list_add_tail(&out->list, &dev->out_pending);
-		dev->stats.frames_queued++;
-		vcam_rate_sample(dev, out->timestamp, now);
+		vcam_out_queued(dev_nr, dev, req->index, now);
 		ret = 0;
 	}
 	spin_unlock(&dev->slock);
@@ -371,12 +411,10 @@ noinline __noclone int vcam_out_dequeue(unsigned int dev_nr,
 		out = list_first_entry_or_null(&dev->out_done,
 					       struct vcam_out_buf, list);
 		if (out) {
-			list_del(&out->list);
-			out->state = VCAM_SLOT_IDLE;
 			res->index = out->index;
 			res->length = out->length;
 			res->timestamp = out->timestamp;
-			dev->stats.frames_dequeued++;
+			vcam_out_dequeued(dev_nr, dev, out->index);
 		}
 		spin_unlock(&dev->slock);
 		if (out)
@@ -604,6 +642,37 @@ vunmap:
 }
 
 /**
+ * vcam_frame_delivered() - count a delivered frame
+ * @dev_nr: the N of /dev/videoN
+ * @dev: the camera
+ * @cap_index: the capture buffer that received it
+ * @counted: what the frame counts as: %VCAM_PATH_ERROR when the capture
+ *	buffer completes with an error, whatever the path, else the path
+ * @bytes_copied: the payload the CPU copied, 0 on the zero-copy path
+ * @queued_ns: when VCAM_IOC_QUEUE accepted the frame, for observers to
+ *	time the delivery against
+ *
+ * Called with &vcam_device.slock held by vcam_dispatch(), before the
+ * capture buffer completes: an observer sees this before the consumer can
+ * dequeue the buffer.
+ */
+noinline __noclone void vcam_frame_delivered(unsigned int dev_nr,
+					     struct vcam_device *dev,
+					     u32 cap_index,
+					     enum vcam_path counted,
+					     u32 bytes_copied, u64 queued_ns)
+{
+	lockdep_assert_held(&dev->slock);
+	if (counted == VCAM_PATH_ERROR)
+		dev->stats.frames_errored++;
+	else if (counted == VCAM_PATH_ZERO_COPY)
+		dev->stats.frames_zero_copy++;
+	else
+		dev->stats.frames_copied++;
+	dev->stats.bytes_copied += bytes_copied;
+}
+
+/**
  * vcam_dispatch() - deliver one paired frame and complete the capture buffer
  * @dev_nr: the N of /dev/videoN
  * @out_index: the output slot
@@ -650,14 +719,10 @@ noinline __noclone int vcam_dispatch(unsigned int dev_nr, u32 out_index,
 
 	spin_lock(&dev->slock);
 	cap->vb.sequence = dev->sequence++;
-	if (error)
-		dev->stats.frames_errored++;
-	else if (path == VCAM_PATH_ZERO_COPY)
-		dev->stats.frames_zero_copy++;
-	else
-		dev->stats.frames_copied++;
-	if (path == VCAM_PATH_COPY)
-		dev->stats.bytes_copied += bytes;
+	vcam_frame_delivered(dev_nr, dev, cap_index,
+			     error ? VCAM_PATH_ERROR : path,
+			     path == VCAM_PATH_COPY ? bytes : 0,
+			     out->queued_ns);
 
 	if (path == VCAM_PATH_ZERO_COPY) {
 		/* Held until the consumer gives the capture buffer back */

@@ -11,12 +11,14 @@
  * (vcam_vb2_ops, its address written into `config` by the loader), so a
  * vivid stream alongside never shows up here.
  *
- * Cost: every probe hit is a trap, the dearest part under emulation, so a
- * frame costs as few hits as the metrics allow (8 on the zero-copy path,
- * README.md "Overhead"), and each hit as few hash map operations: all of a
- * camera's numbers, histograms and timestamps live in its one `cams` entry
- * (one lookup), and what must cross from an entry probe to its return
- * probe is kept in the thread's own task storage (`calls`), not a hash.
+ * Cost: a probe hit is the dearest part (a kprobe several times a raw
+ * tracepoint, a return probe twice a kprobe), so a zero-copy frame costs
+ * as few hits as the metrics allow: three kprobes on vcam's event
+ * functions and three vb2 raw tracepoints, no return probe (README.md
+ * "Overhead"). Each hit does one hash lookup: all of a camera's numbers,
+ * histograms and timestamps live in its one `cams` entry. What must cross
+ * from an entry probe to its return probe (the copy, stream on/off) is
+ * kept in the thread's own task storage (`calls`), not a hash.
  */
 #include <uapi/linux/ptrace.h>
 #include <media/v4l2-device.h>
@@ -38,15 +40,6 @@ struct vcam_out_buf_head {
 	struct vcam_device_head *dev;
 };
 
-/* Mirrors struct vcam_ioc_queue (uAPI) */
-struct vcam_ioc_queue_head {
-	u32 fd;
-	u32 index;
-	u32 length;
-	u32 reserved;
-	u64 timestamp;
-};
-
 /* Histogram kinds (observe/metrics.py names them) */
 #define H_DELIVERY	0	/* output QUEUE -> frame in a capture buffer */
 #define H_DEQUEUE	1	/* capture buffer done -> consumer DQBUF */
@@ -58,7 +51,6 @@ struct vcam_ioc_queue_head {
 #define HIST_SLOTS	65	/* log2 ns slots 0..63; depths 0..64 (64: deeper) */
 #define MAX_DEPTH_SLOT	64
 
-#define OUT_SLOTS	32	/* VCAM_MAX_FRAMES (uAPI) */
 #define CAP_INDEXES	64	/* vb2 capture buffer indexes we time (VB2_MAX_FRAME is 32) */
 /*
  * An index already checked against a power-of-two size n, masked again:
@@ -85,18 +77,9 @@ struct cam {
 	u64 streaming;
 	char producer_comm[16];	/* TASK_COMM_LEN */
 	char consumer_comm[16];
-	/*
-	 * The delivery under way: vcam_dispatch() runs in the camera's one
-	 * work item, so there is at most one per camera.
-	 */
-	u64 disp_thread;	/* bpf_get_current_pid_tgid() in vcam_dispatch(), 0: none */
-	u64 disp_queued;	/* QUEUE time of its frame, 0: unknown */
-	u64 disp_bytes;
-	u64 disp_copied;	/* vcam_copy() succeeded */
-	/* Timestamps, 0: none */
-	u64 out_queued[OUT_SLOTS];	/* output slot -> its QUEUE time */
-	u64 cap_done[CAP_INDEXES];	/* capture index -> vb2_buffer_done time */
-	u64 cap_frame[CAP_INDEXES];	/* capture index -> QUEUE time of its frame */
+	/* Per capture index, 0: none */
+	u64 cap_done[CAP_INDEXES];	/* delivery time */
+	u64 cap_frame[CAP_INDEXES];	/* QUEUE time of its frame */
 	/* Histograms: counts per slot (flat, kind * HIST_SLOTS + slot), sums */
 	u64 hist[NR_HISTS * HIST_SLOTS];
 	u64 hist_sum[NR_HISTS];
@@ -107,12 +90,10 @@ struct call {
 	u64 dev;	/* 0: no call under way */
 	u64 arg;
 	u64 ts;
-	u32 index;
-	u32 stamped;	/* entry_out_queue left the slot's QUEUE stamp */
 };
 
 BPF_ARRAY(config, u64, 1);		/* [0]: address of vcam_vb2_ops */
-/* ~4.6 KiB a camera: allocated per camera, not up front */
+/* ~4.2 KiB a camera: allocated per camera, not up front */
 BPF_F_TABLE("hash", u64, struct cam, cams, 1024, BPF_F_NO_PREALLOC);
 BPF_ARRAY(blank, struct cam, 1);	/* all zero: a new camera's entry */
 BPF_HASH(newest, u32, u64, 1024);	/* N -> the camera created last with it */
@@ -267,110 +248,74 @@ int ret_device_create(struct pt_regs *ctx)
 	return 0;
 }
 
-/* ---- producer side: output QUEUE / DEQUEUE -------------------------- */
-
-int entry_out_queue(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
-		    const struct vcam_ioc_queue_head *req)
-{
-	struct call c = { .dev = (u64)dev, .arg = dev_nr, .ts = bpf_ktime_get_ns() };
-	struct cam *cam = get_cam((u64)dev, dev_nr);
-	struct call *slot = this_call();
-
-	bpf_probe_read_kernel(&c.index, sizeof(c.index), &req->index);
-	/*
-	 * Stamp the slot now, not on return: the frame path may run on
-	 * another CPU and dispatch the frame before this call returns. A slot
-	 * that is still queued keeps its stamp (the QUEUE will be refused);
-	 * a QUEUE that fails takes its own stamp back on return.
-	 */
-	if (cam && c.index < OUT_SLOTS && !cam->out_queued[IDX(c.index, OUT_SLOTS)]) {
-		cam->out_queued[IDX(c.index, OUT_SLOTS)] = c.ts;
-		c.stamped = 1;
-	}
-	if (slot)
-		*slot = c;
-	return 0;
-}
-
-int ret_out_queue(struct pt_regs *ctx)
-{
-	struct call *c = take_call();
-	struct cam *cam;
-
-	if (!c) {
-		count_error(ERR_UNPAIRED);
-		return 0;
-	}
-	cam = get_cam(c->dev, c->arg);
-	if (cam && PT_REGS_RC(ctx) == 0) {
-		lock_xadd(&cam->frames_queued, 1);
-		lock_xadd(&cam->out_depth, 1);
-		bpf_get_current_comm(&cam->producer_comm, sizeof(cam->producer_comm));
-		observe_depth(cam, H_OUT_DEPTH, cam->out_depth);
-	} else if (cam && c->stamped && c->index < OUT_SLOTS &&
-		   cam->out_queued[IDX(c->index, OUT_SLOTS)] == c->ts) {
-		cam->out_queued[IDX(c->index, OUT_SLOTS)] = 0;
-	}
-	c->dev = 0;
-	return 0;
-}
-
-int entry_out_dequeue(struct pt_regs *ctx, unsigned int dev_nr, void *dev)
-{
-	struct call *c = this_call();
-
-	if (c) {
-		c->dev = (u64)dev;
-		c->arg = dev_nr;
-	}
-	return 0;
-}
-
-int ret_out_dequeue(struct pt_regs *ctx)
-{
-	struct call *c = take_call();
-	struct cam *cam;
-
-	if (!c) {
-		count_error(ERR_UNPAIRED);
-		return 0;
-	}
-	if (PT_REGS_RC(ctx) == 0) {
-		cam = get_cam(c->dev, c->arg);
-		if (cam)
-			lock_xadd(&cam->frames_dequeued, 1);
-	}
-	c->dev = 0;
-	return 0;
-}
-
-/* ---- the frame path -------------------------------------------------- */
+/* ---- producer side and the frame path: vcam's event functions -------- */
 
 /*
- * A delivery starts. Its path and its end are seen at vb2_buffer_done(),
- * which vcam_dispatch() always calls, so no return probe is needed here.
+ * vcam_out_queued(), vcam_out_dequeued() and vcam_frame_delivered() run
+ * only when their event happened, under the camera's lock, so an entry
+ * probe sees each event once and in order: a frame is queued before it is
+ * delivered, and delivered before its capture buffer can be dequeued.
  */
-int entry_dispatch(struct pt_regs *ctx, unsigned int dev_nr, u32 out_index,
-		   u32 cap_index, u32 bytes, struct vcam_out_buf_head *out)
-{
-	struct cam *cam;
-	u64 dev = 0;
 
-	bpf_probe_read_kernel(&dev, sizeof(dev), &out->dev);
-	cam = get_cam(dev, dev_nr);
+int entry_out_queued(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
+		     u32 out_index, u64 queued_ns)
+{
+	struct cam *cam = get_cam((u64)dev, dev_nr);
+
 	if (!cam)
 		return 0;
-	cam->disp_thread = bpf_get_current_pid_tgid();
-	cam->disp_queued = out_index < OUT_SLOTS ? take(&cam->out_queued[IDX(out_index, OUT_SLOTS)]) : 0;
-	cam->disp_bytes = bytes;
-	cam->disp_copied = 0;
-	/* The frame left the pending list just before this call */
-	lock_xadd(&cam->out_depth, -1);
+	lock_xadd(&cam->frames_queued, 1);
+	lock_xadd(&cam->out_depth, 1);
 	observe_depth(cam, H_OUT_DEPTH, cam->out_depth);
+	bpf_get_current_comm(&cam->producer_comm, sizeof(cam->producer_comm));
 	return 0;
 }
 
-/* Copy path only: the copy's duration and whether it succeeded */
+int entry_out_dequeued(struct pt_regs *ctx, unsigned int dev_nr, void *dev)
+{
+	struct cam *cam = get_cam((u64)dev, dev_nr);
+
+	if (cam)
+		lock_xadd(&cam->frames_dequeued, 1);
+	return 0;
+}
+
+/* counted: enum vcam_path (driver/vcam-core.h) */
+#define PATH_ZERO_COPY	0
+#define PATH_COPY	1
+
+int entry_frame_delivered(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
+			  u32 cap_index, u32 counted, u32 bytes_copied,
+			  u64 queued_ns)
+{
+	struct cam *cam = get_cam((u64)dev, dev_nr);
+	u64 now;
+
+	if (!cam)
+		return 0;
+	/* The frame left the pending list */
+	lock_xadd(&cam->out_depth, -1);
+	observe_depth(cam, H_OUT_DEPTH, cam->out_depth);
+	if (counted == PATH_ZERO_COPY)
+		lock_xadd(&cam->frames_zero_copy, 1);
+	else if (counted == PATH_COPY)
+		lock_xadd(&cam->frames_copied, 1);
+	else
+		lock_xadd(&cam->frames_errored, 1);
+	if (bytes_copied)
+		lock_xadd(&cam->bytes_copied, bytes_copied);
+
+	now = bpf_ktime_get_ns();
+	observe_ns(cam, H_DELIVERY, now - queued_ns);
+	if (cap_index < CAP_INDEXES) {
+		/* The consumer will DQBUF this buffer */
+		cam->cap_done[IDX(cap_index, CAP_INDEXES)] = now;
+		cam->cap_frame[IDX(cap_index, CAP_INDEXES)] = queued_ns;
+	}
+	return 0;
+}
+
+/* Copy path only: the time the copy itself takes */
 int entry_copy(struct pt_regs *ctx, unsigned int dev_nr, u32 out_index,
 	       u32 cap_index, u32 bytes, struct vcam_out_buf_head *out)
 {
@@ -394,11 +339,8 @@ int ret_copy(struct pt_regs *ctx)
 		return 0;
 	}
 	cam = get_cam(c->dev, c->arg);
-	if (cam) {
+	if (cam)
 		observe_ns(cam, H_COPY, bpf_ktime_get_ns() - c->ts);
-		if (PT_REGS_RC(ctx) == 0 && cam->disp_thread == bpf_get_current_pid_tgid())
-			cam->disp_copied = 1;
-	}
 	c->dev = 0;
 	return 0;
 }
@@ -417,49 +359,15 @@ int on_vb2_buf_queue(struct bpf_raw_tracepoint_args *ctx)
 	return 0;
 }
 
-/*
- * A capture buffer is done. Inside vcam_dispatch() on the same thread it
- * is a delivery: counted by path as the driver counts (an error wins over
- * the path), and timed.
- */
-int entry_buffer_done(struct pt_regs *ctx, struct vb2_buffer *vb,
-		      enum vb2_buffer_state state)
+/* A capture buffer is done: vb2_buffer_done(), deliveries and returns alike */
+int on_vb2_buf_done(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct vb2_queue *q = NULL;
-	struct cam *cam;
-	u32 index = 0;
-	u64 now;
+	struct cam *cam = cam_of_queue((struct vb2_queue *)ctx->args[0]);
 
-	bpf_probe_read_kernel(&q, sizeof(q), &vb->vb2_queue);
-	cam = cam_of_queue(q);
-	if (!cam)
-		return 0;
-	lock_xadd(&cam->cap_depth, -1);
-	observe_depth(cam, H_CAP_DEPTH, cam->cap_depth);
-	if (!cam->disp_thread || cam->disp_thread != bpf_get_current_pid_tgid())
-		return 0;	/* not a delivery: buffers returned at stream off */
-
-	cam->disp_thread = 0;
-	if (state == VB2_BUF_STATE_ERROR)
-		lock_xadd(&cam->frames_errored, 1);
-	else if (cam->disp_copied)
-		lock_xadd(&cam->frames_copied, 1);
-	else
-		lock_xadd(&cam->frames_zero_copy, 1);
-	if (cam->disp_copied)
-		lock_xadd(&cam->bytes_copied, cam->disp_bytes);
-
-	now = bpf_ktime_get_ns();
-	bpf_probe_read_kernel(&index, sizeof(index), &vb->index);
-	if (index < CAP_INDEXES) {
-		/* The consumer will DQBUF this buffer */
-		cam->cap_done[IDX(index, CAP_INDEXES)] = now;
-		cam->cap_frame[IDX(index, CAP_INDEXES)] = cam->disp_queued;
+	if (cam) {
+		lock_xadd(&cam->cap_depth, -1);
+		observe_depth(cam, H_CAP_DEPTH, cam->cap_depth);
 	}
-	if (cam->disp_queued)
-		observe_ns(cam, H_DELIVERY, now - cam->disp_queued);
-	else
-		count_error(ERR_UNPAIRED);
 	return 0;
 }
 

@@ -12,6 +12,9 @@ pytestmark = pytest.mark.guest
 SYMBOLS = [
     "vcam_out_queue",
     "vcam_out_dequeue",
+    "vcam_out_queued",
+    "vcam_out_dequeued",
+    "vcam_frame_delivered",
     "vcam_dispatch",
     "vcam_zero_copy",
     "vcam_copy",

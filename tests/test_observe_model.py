@@ -75,7 +75,7 @@ def sample_snapshot():
         frames_copied=3, frames_errored=1, bytes_copied=3 * 614400, output_depth=1, capture_depth=2,
         streaming=True, producer="vcam-producer", consumer="gst-launch-1.0",
         histograms={0: metrics.Histogram({12: 5, 14: 5}, 10 * 10000), 4: metrics.Histogram({0: 1, 2: 3}, 6)})
-    return metrics.Snapshot(cameras=[cam], probes={"kprobe:vcam_copy": True, "kprobe:vcam_dispatch": False,
+    return metrics.Snapshot(cameras=[cam], probes={"kprobe:vcam_copy": True, "kprobe:vcam_frame_delivered": False,
                                                    "kretprobe:vcam_copy": True},
                             bpf_errors={"map_full": 0, "unpaired": 2},
                             probes_missed={"kprobe:vcam_copy": 0, "kretprobe:vcam_copy": 3})
@@ -99,24 +99,24 @@ def test_exposition_of_a_snapshot():
     assert buckets(series, "vcam_frame_delivery_latency_seconds", **d)[4096e-9] == 5
     assert value(series, "vcam_output_queue_depth_seen_count", **d) == 4
     assert value(series, "vcam_copy_duration_seconds_count", **d) == 0     # empty, but present
-    assert value(series, "vcam_exporter_probe_attached", probe="kprobe:vcam_dispatch") == 0
+    assert value(series, "vcam_exporter_probe_attached", probe="kprobe:vcam_frame_delivered") == 0
     assert value(series, "vcam_exporter_bpf_errors_total", kind="unpaired") == 2
     assert value(series, "vcam_exporter_probe_missed_total", probe="kretprobe:vcam_copy") == 3
     assert value(series, "vcam_exporter_probe_missed_total", probe="kprobe:vcam_copy") == 0
     # a probe that is not attached has no miss count, rather than a false 0
-    assert ("vcam_exporter_probe_missed_total", frozenset({("probe", "kprobe:vcam_dispatch")})) not in series
+    assert ("vcam_exporter_probe_missed_total", frozenset({("probe", "kprobe:vcam_frame_delivered")})) not in series
     assert value(series, "vcam_exporter_scrape_success", source="bpf") == 1
     assert ("vcam_exporter_scrape_duration_seconds", frozenset()) in series
 
 
 def test_kprobe_profile_missed_reads_this_process_probes_only(tmp_path):
     (tmp_path / "kprobe_profile").write_text(
-        "  r_vcam_out_queue_bcc_42                              120               2\n"
-        "  p_vcam_dispatch_bcc_42                               120               0\n"
-        "  r_vcam_out_queue_bcc_7                                 9               5\n"
+        "  r_vcam_copy_bcc_42                                   120               2\n"
+        "  p_vcam_frame_delivered_bcc_42                        120               0\n"
+        "  r_vcam_copy_bcc_7                                      9               5\n"
         "  myprobe                                               1               1\n")
     got = probes_mod.kprobe_profile_missed(42, roots=(tmp_path / "absent", tmp_path))
-    assert got == {"kretprobe:vcam_out_queue": 2, "kprobe:vcam_dispatch": 0}
+    assert got == {"kretprobe:vcam_copy": 2, "kprobe:vcam_frame_delivered": 0}
     assert probes_mod.kprobe_profile_missed(42, roots=(tmp_path / "absent",)) == {}
 
 

@@ -37,12 +37,19 @@ SYSFS = Path("/sys/class/video4linux")
 WQ_CPUMASK = Path("/sys/devices/virtual/workqueue/cpumask")    # where unbound kworkers run
 
 # Probe sets measured against "without", by attach mechanism and module
-SETS = {
+GROUPS = {
     "all": None,
     "vcam: kprobes+kretprobes": {p.name for p in PROBES if p.module == "vcam"},
     "vb2: raw tracepoints": {p.name for p in PROBES if p.kind == "raw_tracepoint"},
     "vb2: kprobes+kretprobes": {p.name for p in PROBES if p.module != "vcam" and p.kind != "raw_tracepoint"},
 }
+# With --each: every probe that fires on the frame path, alone (a return
+# probe with its entry probe, which hands it its data)
+EACH = {}
+for _p in PROBES:
+    if _p.target not in ("vcam_device_create", "vb2_core_streamon", "vb2_core_streamoff"):
+        _same = [q for q in PROBES if q.target == _p.target]
+        EACH["+".join(sorted({q.kind for q in _same})) + ":" + _p.target] = {q.name for q in _same}
 
 
 class Stream:
@@ -74,13 +81,13 @@ class Stream:
         self.proc.wait()
 
 
-def measure(stream: Stream, probes: Probes, rounds: int, window: float, settle: float) -> dict:
+def measure(stream: Stream, probes: Probes, sets: dict, rounds: int, window: float, settle: float) -> dict:
     """Rates per set name (None: without probes), one window each per round."""
-    names = [None, *SETS]
+    names = [None, *sets]
     rates = {n: [] for n in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            probes.select(set() if name is None else SETS[name])
+            probes.select(set() if name is None else sets[name])
             time.sleep(settle)      # attaching is not free: keep it out of the window
             rates[name].append(stream.rate(window))
     probes.select(set())
@@ -96,8 +103,11 @@ def main(argv=None) -> int:
     ap.add_argument("--pin", action="store_true",
                     help="run the loop and the frame path's kworker on CPU 0 only: lower rates, steadier ratios "
                          "on a busy host (sets the unbound workqueue cpumask for the run)")
+    ap.add_argument("--each", action="store_true",
+                    help="also measure every frame-path probe alone (one more window per probe and round)")
     ap.add_argument("--json", action="store_true", help="print the rates as JSON too")
     args = ap.parse_args(argv)
+    sets = {**GROUPS, **(EACH if args.each else {})}
     if not Path(args.binary).exists():
         sys.exit(f"probe_overhead: {args.binary} not found (make bench builds it)")
 
@@ -108,7 +118,7 @@ def main(argv=None) -> int:
         sys.exit(f"probe_overhead: {e}")
     attached = {name for name, ok in probes.attached().items() if ok}
     settle = 0.25
-    seconds = args.rounds * (len(SETS) + 1) * (args.window + settle + 1) + 30
+    seconds = args.rounds * (len(sets) + 1) * (args.window + settle + 1) + 30
     results = {}
     cpumask = WQ_CPUMASK.read_text().strip() if args.pin else None
     try:
@@ -118,7 +128,7 @@ def main(argv=None) -> int:
         for mode in MODES:
             stream = Stream(args.binary, mode, seconds)
             try:
-                results[mode] = measure(stream, probes, args.rounds, args.window, settle)
+                results[mode] = measure(stream, probes, sets, args.rounds, args.window, settle)
             finally:
                 stream.stop()
     finally:
@@ -129,16 +139,17 @@ def main(argv=None) -> int:
     print(f"vcam-observe probe overhead, {SIZE[0]}x{SIZE[1]} YUYV, bench/vcam-bench.c, {len(attached)} probes; "
           f"{args.rounds} rounds of {args.window:g} s windows per path, with and without in turn"
           f"{'; loop and kworker on CPU 0' if args.pin else ''}")
-    print(f"{'path':>10} {'probes':<26} {'n':>2} {'fps without':>12} {'fps with':>9} {'with/without':>13} "
+    width = max(map(len, sets))
+    print(f"{'path':>10} {'probes':<{width}} {'n':>2} {'fps without':>12} {'fps with':>9} {'with/without':>13} "
           f"{'spread':>13} {'cost':>6} {'us/frame added':>15}")
     for mode, rates in results.items():
         without = statistics.median(rates[None])
-        for name, members in SETS.items():
+        for name, members in sets.items():
             ratios = [w / b for w, b in zip(rates[name], rates[None])]
             ratio = statistics.median(ratios)
             count = len(attached if members is None else attached & members)
             added_us = (1 / ratio - 1) / without * 1e6
-            print(f"{mode:>10} {name:<26} {count:>2} {without:>12.0f} {statistics.median(rates[name]):>9.0f} "
+            print(f"{mode:>10} {name:<{width}} {count:>2} {without:>12.0f} {statistics.median(rates[name]):>9.0f} "
                   f"{ratio:>13.3f} {min(ratios):>6.3f}-{max(ratios):<6.3f} {(1 - ratio) * 100:>5.1f}% "
                   f"{added_us:>15.1f}")
     print("(ratio: median over rounds of with/without in the same round; under TCG compare the ratio, not the rates)")

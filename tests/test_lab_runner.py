@@ -102,6 +102,11 @@ def test_busy_port_gets_one_line():
     assert_one_line_error(result, f"port {port} is already in use")
 
 
+def test_icount_with_kvm_gets_one_line():
+    result = vm_run("--icount", "--accel", "kvm", "--", "true")
+    assert_one_line_error(result, "--icount counts instructions under TCG")
+
+
 def test_make_vm_without_cmd_explains():
     result = subprocess.run(["make", "-s", "vm"], cwd=TOP, capture_output=True)
     assert result.returncode != 0
@@ -215,6 +220,23 @@ def test_interrupted_runner_leaves_no_qemu():
     runner.send_signal(signal.SIGTERM)
     assert runner.wait(timeout=30) != 0
     assert not qemu_processes(run_dir)
+
+
+def test_icount_guest_runs_with_an_instruction_clock():
+    runner = subprocess.Popen(
+        [str(VM_RUN), "--icount", "--no-driver", "--", "sh", "-c", "sleep 2; echo counted"],
+        cwd=TOP, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    seen = []
+    for line in runner.stderr:
+        seen.append(line)
+        if "guest up" in line:
+            break
+    qemu = qemu_processes(run_dir_of("".join(seen)))
+    out, err = runner.communicate(timeout=300)
+    assert runner.returncode == 0, err
+    assert out == "counted\n"
+    assert qemu and all("-icount shift=1" in line for line in qemu), qemu
 
 
 def test_guest_test_on_the_host_fails_loudly():

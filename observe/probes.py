@@ -14,6 +14,7 @@ import ctypes
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,8 +274,7 @@ class Probes:
                 self.bpf["config"][0] = self.bpf["config"].Leaf(0)
                 # (`calls` is task storage: each thread's record is
                 # overwritten by its next entry probe, freed with the thread)
-                for table in ("cams", "newest"):
-                    self.bpf[table].clear()
+                self.bpf["cams"].clear()
             loaded = [m for m in changed if self._module_identity(m) is not None]
             symbols = self._symbols(loaded) if loaded else {}
             if "vcam" in loaded:
@@ -320,44 +320,31 @@ class Probes:
 
     # -- reading ---------------------------------------------------------
 
-    def snapshot(self, cameras: dict[int, tuple[str, int | None]] | None = None) -> metrics.Snapshot:
-        """Read the maps. Cameras are those in sysfs now; BPF entries of
-        cameras that went away are dropped from the maps."""
-        if cameras is None:
-            cameras = sysfs_cameras()
+    def snapshot(self) -> metrics.Snapshot:
+        """Read the maps for the cameras in sysfs now. The entry of a camera
+        that went away is freed, unless it was claimed after sysfs was read
+        (a camera that is just being created)."""
+        read_at = time.monotonic_ns()       # bpf_ktime_get_ns()'s clock
+        cameras = sysfs_cameras()
         with self._lock:
-            current = {k.value: v.value for k, v in self.bpf["newest"].items()}
-            entries = {k.value: v for k, v in self.bpf["cams"].items()}
-            errors = {kind: self.bpf["errors"][i].value for i, kind in enumerate(BPF_ERROR_KINDS)}
-
-            # One entry per live camera: the one created last, else the newest
-            chosen: dict[int, int] = {}
-            for dev, cam in entries.items():
-                nr = cam.dev_nr
-                if nr not in cameras:
+            entries = {}
+            table = self.bpf["cams"]
+            for key, cam in table.items():
+                if not cam.dev:
                     continue
-                if current.get(nr) == dev:
-                    chosen[nr] = dev
-                elif current.get(nr) not in entries and (
-                        nr not in chosen or cam.id > entries[chosen[nr]].id):
-                    chosen[nr] = dev
-            # Forget cameras that went away
-            live = set(chosen.values())
-            for dev in entries:
-                if dev not in live:
-                    self.bpf["cams"].pop(self.bpf["cams"].Key(dev), None)
-            for nr in list(current):
-                if nr not in cameras:
-                    self.bpf["newest"].pop(self.bpf["newest"].Key(nr), None)
+                if key.value in cameras:
+                    entries[key.value] = cam
+                elif cam.id < read_at:
+                    table[key] = table.Leaf()
+            errors = {kind: self.bpf["errors"][i].value for i, kind in enumerate(BPF_ERROR_KINDS)}
             attached = {p.name: ok for p, ok in self._attached.items()}
             missed = self._missed()
 
         samples = []
         for nr, (card, slots) in cameras.items():
             sample = metrics.CameraSample(device_nr=nr, card=card, slots=slots)
-            dev = chosen.get(nr)
-            if dev is not None:
-                c = entries[dev]
+            c = entries.get(nr)
+            if c is not None:
                 sample.frames_queued = c.frames_queued
                 sample.frames_dequeued = c.frames_dequeued
                 sample.frames_zero_copy = c.frames_zero_copy

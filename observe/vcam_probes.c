@@ -2,10 +2,13 @@
 /*
  * vcam frame-path probes, compiled by bcc (observe/probes.py loads them).
  *
- * Cameras are keyed by their struct vcam_device pointer, not by N of
- * /dev/videoN: a closed camera's consumer may still stream off after a new
+ * Each camera has one entry in `cams`, at the N of its /dev/videoN (an
+ * array: a lookup costs a few instructions, a hash lookup about a hundred),
+ * owned by its struct vcam_device pointer. A new camera resets its entry
+ * and owns it; the first event of a camera seen before its creation (the
+ * exporter started later) claims a free entry. Events of another camera
+ * are ignored: a closed camera's consumer may still stream off after a new
  * camera took its number, and that must not touch the new one's numbers.
- * A new camera at a recycled address starts from a blank entry.
  *
  * vb2 core events are kept only for queues whose ops are vcam's
  * (vcam_vb2_ops, its address written into `config` by the loader), so a
@@ -64,8 +67,8 @@ struct vcam_out_buf_head {
 #define NR_ERRORS	2
 
 struct cam {
-	u64 dev_nr;
-	u64 id;		/* bpf_ktime_get_ns() when the entry was made */
+	u64 dev;	/* the camera's struct vcam_device, 0: a free entry */
+	u64 id;		/* bpf_ktime_get_ns() when it was owned */
 	u64 frames_queued;
 	u64 frames_dequeued;
 	u64 frames_zero_copy;
@@ -77,6 +80,8 @@ struct cam {
 	u64 streaming;
 	char producer_comm[16];	/* TASK_COMM_LEN */
 	char consumer_comm[16];
+	u64 producer_thread;	/* bpf_get_current_pid_tgid() that named it */
+	u64 consumer_thread;
 	/* Per capture index, 0: none */
 	u64 cap_done[CAP_INDEXES];	/* delivery time */
 	u64 cap_frame[CAP_INDEXES];	/* QUEUE time of its frame */
@@ -93,10 +98,9 @@ struct call {
 };
 
 BPF_ARRAY(config, u64, 1);		/* [0]: address of vcam_vb2_ops */
-/* ~4.2 KiB a camera: allocated per camera, not up front */
-BPF_F_TABLE("hash", u64, struct cam, cams, 1024, BPF_F_NO_PREALLOC);
+#define MAX_CAMS	256	/* VIDEO_NUM_DEVICES: every N of /dev/videoN */
+BPF_ARRAY(cams, struct cam, MAX_CAMS);	/* ~4.2 KiB each, 1.1 MiB */
 BPF_ARRAY(blank, struct cam, 1);	/* all zero: a new camera's entry */
-BPF_HASH(newest, u32, u64, 1024);	/* N -> the camera created last with it */
 BPF_TASK_STORAGE(calls, struct call);
 BPF_ARRAY(errors, u64, NR_ERRORS);
 
@@ -129,33 +133,21 @@ static __always_inline struct call *take_call(void)
 	return c;
 }
 
-/* A camera's entry: a blank one made on first sight, or made blank (reset) */
-static __always_inline struct cam *new_cam(u64 dev, u32 dev_nr, bool reset)
+/*
+ * Camera N's entry if the camera dev owns it, or claims it now; NULL when
+ * another camera owns it
+ */
+static __always_inline struct cam *get_cam(u64 dev, u32 dev_nr)
 {
-	int zero = 0, err;
-	struct cam *b = blank.lookup(&zero);
-	struct cam *c;
+	struct cam *c = cams.lookup(&dev_nr);
 
-	if (!b)
+	if (!c || (c->dev && c->dev != dev))
 		return NULL;
-	err = reset ? cams.update(&dev, b) : cams.insert(&dev, b);
-	if (err && err != -EEXIST) {
-		count_error(ERR_MAP_FULL);
-		return NULL;
-	}
-	c = cams.lookup(&dev);
-	if (c && !c->id) {
-		c->dev_nr = dev_nr;
+	if (!c->dev) {
+		c->dev = dev;
 		c->id = bpf_ktime_get_ns();
 	}
 	return c;
-}
-
-static __always_inline struct cam *get_cam(u64 dev, u32 dev_nr)
-{
-	struct cam *c = cams.lookup(&dev);
-
-	return c ? c : new_cam(dev, dev_nr, false);
 }
 
 /* Upper-bound-inclusive log2 slot: value <= 2^slot */
@@ -184,6 +176,22 @@ static __always_inline void observe_depth(struct cam *c, u32 kind, s64 depth)
 	u64 d = depth < 0 ? 0 : depth;
 
 	hist_add(c, kind, d > MAX_DEPTH_SLOT ? MAX_DEPTH_SLOT : d, d);
+}
+
+/*
+ * The current thread's name, read again only when another thread than last
+ * time makes the call: a frame's calls come from the same few threads (one
+ * that renames itself later keeps its old name here until another thread
+ * calls in between)
+ */
+static __always_inline void note_comm(char *comm, u64 *thread)
+{
+	u64 t = bpf_get_current_pid_tgid();
+
+	if (*thread != t) {
+		*thread = t;
+		bpf_get_current_comm(comm, 16);
+	}
 }
 
 /* Read a timestamp and clear it */
@@ -220,31 +228,36 @@ static __always_inline u32 dev_nr_of(u64 dev)
 	return num;
 }
 
-/* The camera of a vb2 queue's event; the N is read only for a new entry */
+/* The camera of a vb2 queue's event, NULL when the queue is not vcam's */
 static __always_inline struct cam *cam_of_queue(struct vb2_queue *q)
 {
 	u64 dev = vcam_dev_of_queue(q);
-	struct cam *c;
 
-	if (!dev)
-		return NULL;
-	c = cams.lookup(&dev);
-	return c ? c : new_cam(dev, dev_nr_of(dev), false);
+	return dev ? get_cam(dev, dev_nr_of(dev)) : NULL;
 }
 
 /* ---- camera lifetime ------------------------------------------------- */
 
-/* A new camera starts from zero, even at a recycled address */
+/* A new camera starts from zero and owns its N's entry */
 int ret_device_create(struct pt_regs *ctx)
 {
 	u64 dev = PT_REGS_RC(ctx);
-	u32 nr;
+	u32 nr, zero = 0;
+	struct cam *b, *c;
 
 	if (!dev || dev >= (u64)-4095)	/* NULL or ERR_PTR() */
 		return 0;
 	nr = dev_nr_of(dev);
-	if (new_cam(dev, nr, true) && newest.update(&nr, &dev))
+	b = blank.lookup(&zero);
+	if (!b || cams.update(&nr, b)) {
 		count_error(ERR_MAP_FULL);
+		return 0;
+	}
+	c = cams.lookup(&nr);
+	if (c) {
+		c->dev = dev;
+		c->id = bpf_ktime_get_ns();
+	}
 	return 0;
 }
 
@@ -267,7 +280,7 @@ int entry_out_queued(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
 	lock_xadd(&cam->frames_queued, 1);
 	lock_xadd(&cam->out_depth, 1);
 	observe_depth(cam, H_OUT_DEPTH, cam->out_depth);
-	bpf_get_current_comm(&cam->producer_comm, sizeof(cam->producer_comm));
+	note_comm(cam->producer_comm, &cam->producer_thread);
 	return 0;
 }
 
@@ -381,7 +394,7 @@ int on_vb2_dqbuf(struct bpf_raw_tracepoint_args *ctx)
 
 	if (!cam)
 		return 0;
-	bpf_get_current_comm(&cam->consumer_comm, sizeof(cam->consumer_comm));
+	note_comm(cam->consumer_comm, &cam->consumer_thread);
 	bpf_probe_read_kernel(&index, sizeof(index), &vb->index);
 	if (index >= CAP_INDEXES)
 		return 0;

@@ -402,14 +402,28 @@ static const struct attribute_group *vcam_stats_groups[] = {
 /* ---------------------------------------------------------------------- */
 /* Camera lifetime                                                         */
 
+/**
+ * vcam_device_free() - free a camera nothing refers to any more
+ * @dev_nr: the N its /dev/videoN had
+ * @dev: the camera
+ *
+ * Observable: from here on @dev's memory may become anything, so observe/
+ * forgets the camera here.
+ */
+noinline __noclone void vcam_device_free(unsigned int dev_nr,
+					 struct vcam_device *dev)
+{
+	cancel_work_sync(&dev->work);
+	mutex_destroy(&dev->lock);
+	kfree(dev);
+}
+
 static void vcam_device_release(struct v4l2_device *v4l2_dev)
 {
 	struct vcam_device *dev = container_of(v4l2_dev, struct vcam_device,
 					       v4l2_dev);
 
-	cancel_work_sync(&dev->work);
-	mutex_destroy(&dev->lock);
-	kfree(dev);
+	vcam_device_free(dev->nr, dev);
 }
 
 /**

@@ -274,6 +274,7 @@ const struct vcam_format_info *vcam_format_get(unsigned int index);
 int vcam_format_fill(struct v4l2_pix_format *pix,
 		     const struct vcam_format_info *finfo);
 struct vcam_device *vcam_device_create(const struct vcam_config *cfg);
+void vcam_device_free(unsigned int dev_nr, struct vcam_device *dev);
 void vcam_device_destroy(struct vcam_device *dev);
 
 /* vcam-queue.c: the capture queue and the frame path */

@@ -53,6 +53,9 @@
  *   vcam_device_create(cfg)
  *	(vcam-capture.c) a camera is created; returns it, its node number in
  *	vdev.num, or an ERR_PTR. observe/ resets its state for the camera here.
+ *   vcam_device_free(dev_nr, dev)
+ *	(vcam-capture.c) the last reference to the camera is gone; its memory
+ *	is freed. observe/ forgets the camera here.
  *
  * observe/ also finds vcam's own vb2 queues by their ops, the symbol
  * vcam_vb2_ops.

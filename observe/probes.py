@@ -14,7 +14,6 @@ import ctypes
 import os
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +57,7 @@ class Probe:
 
 PROBES = (
     Probe("kretprobe", "vcam_device_create", "ret_device_create", "vcam"),
+    Probe("kprobe", "vcam_device_free", "entry_device_free", "vcam"),
     Probe("kprobe", "vcam_out_queued", "entry_out_queued", "vcam"),
     Probe("kprobe", "vcam_out_dequeued", "entry_out_dequeued", "vcam"),
     Probe("kprobe", "vcam_frame_delivered", "entry_frame_delivered", "vcam"),
@@ -70,6 +70,7 @@ PROBES = (
     Probe("kretprobe", "vb2_core_streamon", "ret_core_streamon", "videobuf2_common"),
     Probe("kprobe", "vb2_core_streamoff", "entry_core_streamoff", "videobuf2_common"),
     Probe("kretprobe", "vb2_core_streamoff", "ret_core_streamoff", "videobuf2_common"),
+    Probe("kprobe", "vb2_core_queue_release", "entry_core_queue_release", "videobuf2_common"),
 )
 MODULES = ("vcam", "videobuf2_common")
 
@@ -321,21 +322,16 @@ class Probes:
     # -- reading ---------------------------------------------------------
 
     def snapshot(self) -> metrics.Snapshot:
-        """Read the maps for the cameras in sysfs now. The entry of a camera
-        that went away is freed, unless it was claimed after sysfs was read
-        (a camera that is just being created)."""
-        read_at = time.monotonic_ns()       # bpf_ktime_get_ns()'s clock
+        """Read the maps for the cameras in sysfs now."""
         cameras = sysfs_cameras()
         with self._lock:
+            # An entry is freed when its camera's memory is; for each N the
+            # newest entry is the camera there now
             entries = {}
-            table = self.bpf["cams"]
-            for key, cam in table.items():
-                if not cam.dev:
-                    continue
-                if key.value in cameras:
-                    entries[key.value] = cam
-                elif cam.id < read_at:
-                    table[key] = table.Leaf()
+            for cam in self.bpf["cams"].values():
+                if cam.dev and cam.dev_nr in cameras and (
+                        cam.dev_nr not in entries or cam.id > entries[cam.dev_nr].id):
+                    entries[cam.dev_nr] = cam
             errors = {kind: self.bpf["errors"][i].value for i, kind in enumerate(BPF_ERROR_KINDS)}
             attached = {p.name: ok for p, ok in self._attached.items()}
             missed = self._missed()

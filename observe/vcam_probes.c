@@ -2,17 +2,20 @@
 /*
  * vcam frame-path probes, compiled by bcc (observe/probes.py loads them).
  *
- * Each camera has one entry in `cams`, at the N of its /dev/videoN (an
- * array: a lookup costs a few instructions, a hash lookup about a hundred),
- * owned by its struct vcam_device pointer. A new camera resets its entry
- * and owns it; the first event of a camera seen before its creation (the
- * exporter started later) claims a free entry. Events of another camera
- * are ignored: a closed camera's consumer may still stream off after a new
- * camera took its number, and that must not touch the new one's numbers.
+ * Each camera owns one entry in `cams`, found by its struct vcam_device
+ * pointer: an array searched from a slot the pointer hashes to (a lookup
+ * costs a few instructions, a hash map's about a hundred). A camera owns an
+ * entry from its creation (or its first event, for cameras made before we
+ * started) until vcam_device_free(), which frees the memory: so an owned
+ * pointer is always a live camera, a new camera at a recycled address
+ * starts from zero, and a closed camera's consumer that still streams off
+ * only ever touches its own camera's entry.
  *
- * vb2 core events are kept only for queues whose ops are vcam's
- * (vcam_vb2_ops, its address written into `config` by the loader), so a
- * vivid stream alongside never shows up here.
+ * vb2 core events are kept only for vcam's queues, so a vivid stream
+ * alongside never shows up here: a queue inside a camera that owns an entry
+ * is vcam's (that memory is a live camera); any other queue is checked by
+ * its ops (vcam_vb2_ops, its address written into `config` by the loader)
+ * before its camera gets an entry.
  *
  * Cost: a probe hit is the dearest part (a kprobe several times a raw
  * tracepoint, a return probe twice a kprobe), so a zero-copy frame costs
@@ -68,6 +71,7 @@ struct vcam_out_buf_head {
 
 struct cam {
 	u64 dev;	/* the camera's struct vcam_device, 0: a free entry */
+	u64 dev_nr;	/* the N of its /dev/videoN */
 	u64 id;		/* bpf_ktime_get_ns() when it was owned */
 	u64 frames_queued;
 	u64 frames_dequeued;
@@ -98,9 +102,10 @@ struct call {
 };
 
 BPF_ARRAY(config, u64, 1);		/* [0]: address of vcam_vb2_ops */
-#define MAX_CAMS	256	/* VIDEO_NUM_DEVICES: every N of /dev/videoN */
+#define MAX_CAMS	256	/* VIDEO_NUM_DEVICES: as many as /dev/videoN */
+#define CAM_PROBES	4	/* slots a camera's entry may be in */
 BPF_ARRAY(cams, struct cam, MAX_CAMS);	/* ~4.2 KiB each, 1.1 MiB */
-BPF_ARRAY(blank, struct cam, 1);	/* all zero: a new camera's entry */
+BPF_ARRAY(blank, struct cam, 1);	/* all zero: a free entry */
 BPF_TASK_STORAGE(calls, struct call);
 BPF_ARRAY(errors, u64, NR_ERRORS);
 
@@ -133,21 +138,72 @@ static __always_inline struct call *take_call(void)
 	return c;
 }
 
-/*
- * Camera N's entry if the camera dev owns it, or claims it now; NULL when
- * another camera owns it
- */
+/* The first slot to search for a camera's entry: its pointer, hashed */
+static __always_inline u32 cam_home(u64 dev)
+{
+	return (dev * 0x9E3779B97F4A7C15ULL) >> 56;	/* Fibonacci: top 8 bits */
+}
+
+/* The entry the camera owns, NULL if none */
+static __always_inline struct cam *find_cam(u64 dev)
+{
+	u32 home = cam_home(dev), i, k;
+	struct cam *c;
+
+#pragma unroll
+	for (i = 0; i < CAM_PROBES; i++) {
+		k = (home + i) & (MAX_CAMS - 1);
+		c = cams.lookup(&k);
+		if (c && c->dev == dev)
+			return c;
+	}
+	return NULL;
+}
+
+/* A free entry, now the camera's; NULL when all of its slots are taken */
+static __always_inline struct cam *claim_cam(u64 dev, u32 dev_nr)
+{
+	u32 home = cam_home(dev), i, k;
+	struct cam *c;
+
+#pragma unroll
+	for (i = 0; i < CAM_PROBES; i++) {
+		k = (home + i) & (MAX_CAMS - 1);
+		c = cams.lookup(&k);
+		if (c && !c->dev) {
+			c->dev = dev;
+			c->dev_nr = dev_nr;
+			c->id = bpf_ktime_get_ns();
+			return c;
+		}
+	}
+	count_error(ERR_MAP_FULL);
+	return NULL;
+}
+
+/* The camera's entry made free (all zero) again */
+static __always_inline void free_cam(u64 dev)
+{
+	u32 home = cam_home(dev), i, k, zero = 0;
+	struct cam *b = blank.lookup(&zero), *c;
+
+	if (!b)
+		return;
+#pragma unroll
+	for (i = 0; i < CAM_PROBES; i++) {
+		k = (home + i) & (MAX_CAMS - 1);
+		c = cams.lookup(&k);
+		if (c && c->dev == dev)
+			cams.update(&k, b);
+	}
+}
+
+/* The camera's entry, claimed on its first event */
 static __always_inline struct cam *get_cam(u64 dev, u32 dev_nr)
 {
-	struct cam *c = cams.lookup(&dev_nr);
+	struct cam *c = find_cam(dev);
 
-	if (!c || (c->dev && c->dev != dev))
-		return NULL;
-	if (!c->dev) {
-		c->dev = dev;
-		c->id = bpf_ktime_get_ns();
-	}
-	return c;
+	return c ? c : claim_cam(dev, dev_nr);
 }
 
 /* Upper-bound-inclusive log2 slot: value <= 2^slot */
@@ -228,36 +284,39 @@ static __always_inline u32 dev_nr_of(u64 dev)
 	return num;
 }
 
-/* The camera of a vb2 queue's event, NULL when the queue is not vcam's */
+/*
+ * The camera of a vb2 queue's event, NULL when the queue is not vcam's. No
+ * memory is read for a camera that owns an entry: the common case.
+ */
 static __always_inline struct cam *cam_of_queue(struct vb2_queue *q)
 {
-	u64 dev = vcam_dev_of_queue(q);
+	u64 dev = (u64)q - offsetof(struct vcam_device_head, queue);
+	struct cam *c = find_cam(dev);
 
-	return dev ? get_cam(dev, dev_nr_of(dev)) : NULL;
+	if (c)
+		return c;
+	dev = vcam_dev_of_queue(q);
+	return dev ? claim_cam(dev, dev_nr_of(dev)) : NULL;
 }
 
 /* ---- camera lifetime ------------------------------------------------- */
 
-/* A new camera starts from zero and owns its N's entry */
+/* A new camera starts from zero */
 int ret_device_create(struct pt_regs *ctx)
 {
 	u64 dev = PT_REGS_RC(ctx);
-	u32 nr, zero = 0;
-	struct cam *b, *c;
 
 	if (!dev || dev >= (u64)-4095)	/* NULL or ERR_PTR() */
 		return 0;
-	nr = dev_nr_of(dev);
-	b = blank.lookup(&zero);
-	if (!b || cams.update(&nr, b)) {
-		count_error(ERR_MAP_FULL);
-		return 0;
-	}
-	c = cams.lookup(&nr);
-	if (c) {
-		c->dev = dev;
-		c->id = bpf_ktime_get_ns();
-	}
+	free_cam(dev);		/* left over if we missed its predecessor's free */
+	claim_cam(dev, dev_nr_of(dev));
+	return 0;
+}
+
+/* The camera's memory is about to be freed: forget it */
+int entry_device_free(struct pt_regs *ctx, unsigned int dev_nr, void *dev)
+{
+	free_cam((u64)dev);
 	return 0;
 }
 
@@ -445,6 +504,16 @@ static __always_inline int ret_stream(struct pt_regs *ctx)
 			cam->streaming = c->arg;
 	}
 	c->dev = 0;
+	return 0;
+}
+
+/* The queue's owner closed it, streaming or not (vb2_fop_release) */
+int entry_core_queue_release(struct pt_regs *ctx, struct vb2_queue *q)
+{
+	struct cam *cam = cam_of_queue(q);
+
+	if (cam)
+		cam->streaming = 0;
 	return 0;
 }
 

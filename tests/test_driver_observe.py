@@ -20,6 +20,7 @@ SYMBOLS = [
     "vcam_copy",
     "vcam_out_release",
     "vcam_device_create",
+    "vcam_device_free",
 ]
 
 

@@ -2,6 +2,7 @@
 real probes on the real module, is checked against the driver's own sysfs
 counters and what a real consumer saw."""
 
+import errno
 import math
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 from observe import metrics
 from observe_scrape import buckets, fetch, samples, value
 from producer import v4l2
-from vcam_helpers import Camera, Capture, ProducerThread, stats
+from vcam_helpers import Camera, Capture, ProducerThread, expect_errno, stats
 
 pytestmark = pytest.mark.guest
 
@@ -193,6 +194,50 @@ def test_stalled_consumer_drains_capture_and_fills_output(url):
         assert buckets(series, "vcam_output_queue_depth_seen", device=dev)[float(SLOTS)] \
             > buckets(series, "vcam_output_queue_depth_seen", device=dev)[float(SLOTS - 1)]
         cap.streamoff()
+
+
+def test_refused_queue_and_empty_dequeue_count_nothing(url):
+    with Camera(nr_frames=2, nonblock=True) as cam:
+        dev = f"video{cam.nr}"
+        cam.fill_and_queue(0, 1)
+        expect_errno(errno.EBUSY, cam.queue, 0)             # slot 0 is still queued
+        expect_errno(errno.EAGAIN, cam.ctl.dequeue)         # nothing is done yet
+        series = scrape(url)
+        assert value(series, "vcam_frames_queued_total", device=dev) == stats(cam.nr)["frames_queued"] == 1
+        assert value(series, "vcam_frames_dequeued_total", device=dev) == stats(cam.nr)["frames_dequeued"] == 0
+        assert value(series, "vcam_output_queue_depth", device=dev) == 1
+
+
+def test_consumer_closing_without_streamoff_ends_streaming(url):
+    with Camera(nr_frames=SLOTS) as cam:
+        dev = f"video{cam.nr}"
+        cap = Capture(cam.video)
+        stream(cam, cap, 8, zero_copy=False)
+        series = scrape(url)
+        assert value(series, "vcam_capture_streaming", device=dev) == 1
+        assert value(series, "vcam_capture_queue_depth", device=dev) == SLOTS
+        cap.close()     # no STREAMOFF: vb2 releases the queue
+        series = scrape(url)
+        assert value(series, "vcam_capture_streaming", device=dev) == 0
+        assert value(series, "vcam_capture_queue_depth", device=dev) == stats(cam.nr)["capture_queued"] == 0
+
+
+def test_closed_cameras_consumer_does_not_touch_the_next_camera(url):
+    old = Camera(nr_frames=SLOTS, label="closed early")
+    cap = Capture(old.video)
+    try:
+        stream(old, cap, 8, zero_copy=False)
+        old.close()         # the camera goes; its consumer still holds its queue
+        with Camera(nr_frames=SLOTS, label="next one") as cam:
+            dev = f"video{cam.nr}"
+            before = vcam_numbers(scrape(url), dev)
+            cap.close()     # vb2 hands the old camera's buffers back (STREAMOFF: ENODEV by now)
+            assert vcam_numbers(scrape(url), dev) == before
+            assert value(before, "vcam_capture_streaming", device=dev) == 0
+            assert value(before, "vcam_frames_queued_total", device=dev) == 0
+    finally:
+        cap.close()
+        old.close()
 
 
 def vivid_capture_node() -> str:

@@ -2,10 +2,10 @@
 """What the vcam-observe probes cost: zero-copy and copy frame rates with
 probes attached next to the rates without, from one run.
 
-Runs in the guest (make bench, or lab/vm-run -- python3 bench/probe_overhead.py
-build/vcam-bench). The frame loop is bench/vcam-bench.c (producer and
-consumer in C, one process), the cheapest loop we have, so the probes'
-share of it is the largest we can show.
+Runs in the guest (make bench, or lab/vm-run --icount -- python3
+bench/probe_overhead.py build/vcam-bench). The frame loop is
+bench/vcam-bench.c (producer and consumer in C, one process), the cheapest
+loop we have, so the probes' share of it is the largest we can show.
 
 One vcam-bench process streams per path while the probes are attached and
 detached in turn, a short window each; the frame rate of a window comes
@@ -22,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,7 +31,7 @@ sys.path.insert(0, str(TOP))
 
 from observe.probes import PROBES, ObserveError, Probes  # noqa: E402
 
-MODES = ("zero-copy", "copy")
+PATHS = ("zero-copy", "copy")
 SIZE = (640, 480)
 CARD = "vcam bench"         # the card label vcam-bench gives its camera
 SYSFS = Path("/sys/class/video4linux")
@@ -45,9 +46,11 @@ GROUPS = {
 }
 # With --each: every probe that fires on the frame path, alone (a return
 # probe with its entry probe, which hands it its data)
+NOT_PER_FRAME = ("vcam_device_create", "vcam_device_free", "vb2_core_streamon", "vb2_core_streamoff",
+                 "vb2_core_queue_release")
 EACH = {}
 for _p in PROBES:
-    if _p.target not in ("vcam_device_create", "vb2_core_streamon", "vb2_core_streamoff"):
+    if _p.target not in NOT_PER_FRAME:
         _same = [q for q in PROBES if q.target == _p.target]
         EACH["+".join(sorted({q.kind for q in _same})) + ":" + _p.target] = {q.name for q in _same}
 
@@ -55,17 +58,36 @@ for _p in PROBES:
 class Stream:
     """A vcam-bench process and its camera's delivered-frame counter."""
 
-    def __init__(self, binary: str, mode: str, seconds: float):
-        self.proc = subprocess.Popen([binary, mode, str(SIZE[0]), str(SIZE[1]), str(seconds)],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def __init__(self, binary: str, path: str, seconds: float):
+        self.procs = []
+        self.start([binary, path, str(SIZE[0]), str(SIZE[1]), str(seconds)])
         deadline = time.monotonic() + 60
         self.counter = None
         while self.counter is None:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                sys.exit(f"probe_overhead: {mode}: vcam-bench did not start: {self.proc.stderr.read().strip()}")
+            if any(p.poll() is not None for p in self.procs) or time.monotonic() > deadline:
+                self.fail(f"{path}: the frame loop did not start")
             self.counter = next((n / "vcam" / "frames_dequeued" for n in SYSFS.glob("video*")
                                  if (n / "name").is_file() and (n / "name").read_text().strip() == CARD), None)
             time.sleep(0.1)
+        while self.frames() == 0:       # frames flowing
+            if any(p.poll() is not None for p in self.procs) or time.monotonic() > deadline:
+                self.fail(f"{path}: no frames came through")
+            time.sleep(0.1)
+
+    def start(self, argv: list[str]) -> subprocess.Popen:
+        # stderr to a file: a pipe nobody reads while we measure would fill and stall the loop
+        err = tempfile.TemporaryFile("w+")
+        self.procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True))
+        self.procs[-1].err = err
+        return self.procs[-1]
+
+    def fail(self, what: str) -> None:
+        text = []
+        for proc in self.procs:
+            proc.err.seek(0)
+            text.append(proc.err.read().strip())
+        self.stop()
+        sys.exit(f"probe_overhead: {what}: {' '.join(t for t in text if t)}")
 
     def frames(self) -> int:
         return int(self.counter.read_text())
@@ -77,8 +99,10 @@ class Stream:
         return (f1 - f0) / (t1 - t0)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait()
+        for proc in reversed(self.procs):      # the consumer first
+            proc.terminate()
+            proc.wait()
+            proc.err.close()
 
 
 def measure(stream: Stream, probes: Probes, sets: dict, rounds: int, window: float, settle: float) -> dict:
@@ -125,10 +149,10 @@ def main(argv=None) -> int:
         if args.pin:
             os.sched_setaffinity(0, {0})        # vcam-bench inherits it
             WQ_CPUMASK.write_text("1")
-        for mode in MODES:
-            stream = Stream(args.binary, mode, seconds)
+        for path in PATHS:
+            stream = Stream(args.binary, path, seconds)
             try:
-                results[mode] = measure(stream, probes, sets, args.rounds, args.window, settle)
+                results[path] = measure(stream, probes, sets, args.rounds, args.window, settle)
             finally:
                 stream.stop()
     finally:
@@ -139,17 +163,19 @@ def main(argv=None) -> int:
     print(f"vcam-observe probe overhead, {SIZE[0]}x{SIZE[1]} YUYV, bench/vcam-bench.c, {len(attached)} probes; "
           f"{args.rounds} rounds of {args.window:g} s windows per path, with and without in turn"
           f"{'; loop and kworker on CPU 0' if args.pin else ''}")
-    width = max(map(len, sets))
-    print(f"{'path':>10} {'probes':<{width}} {'n':>2} {'fps without':>12} {'fps with':>9} {'with/without':>13} "
+    width, path_width = max(map(len, sets)), max(map(len, results))
+    print(f"{'path':>{path_width}} {'probes':<{width}} {'n':>2} {'fps without':>12} {'fps with':>9} {'with/without':>13} "
           f"{'spread':>13} {'cost':>6} {'us/frame added':>15}")
     for mode, rates in results.items():
+        if not all(r > 0 for rs in rates.values() for r in rs):
+            sys.exit(f"probe_overhead: {mode}: the frame loop stalled (a window without frames): {rates}")
         without = statistics.median(rates[None])
         for name, members in sets.items():
             ratios = [w / b for w, b in zip(rates[name], rates[None])]
             ratio = statistics.median(ratios)
             count = len(attached if members is None else attached & members)
             added_us = (1 / ratio - 1) / without * 1e6
-            print(f"{mode:>10} {name:<{width}} {count:>2} {without:>12.0f} {statistics.median(rates[name]):>9.0f} "
+            print(f"{mode:>{path_width}} {name:<{width}} {count:>2} {without:>12.0f} {statistics.median(rates[name]):>9.0f} "
                   f"{ratio:>13.3f} {min(ratios):>6.3f}-{max(ratios):<6.3f} {(1 - ratio) * 100:>5.1f}% "
                   f"{added_us:>15.1f}")
     print("(ratio: median over rounds of with/without in the same round; under TCG compare the ratio, not the rates)")

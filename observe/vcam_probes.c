@@ -21,8 +21,8 @@
  * tracepoint, a return probe twice a kprobe), so a zero-copy frame costs
  * as few hits as the metrics allow: three kprobes on vcam's event
  * functions and three vb2 raw tracepoints, no return probe (README.md
- * "Overhead"). Each hit does one hash lookup: all of a camera's numbers,
- * histograms and timestamps live in its one `cams` entry. What must cross
+ * "Overhead"). Each hit finds its camera's entry without a hash map: all
+ * of a camera's numbers, histograms and timestamps live in it. What must cross
  * from an entry probe to its return probe (the copy, stream on/off) is
  * kept in the thread's own task storage (`calls`), not a hash.
  */
@@ -160,7 +160,10 @@ static __always_inline struct cam *find_cam(u64 dev)
 	return NULL;
 }
 
-/* A free entry, now the camera's; NULL when all of its slots are taken */
+/*
+ * A free entry, now the camera's (or the one an event of the camera on
+ * another CPU claimed just now); NULL when all of its slots are taken
+ */
 static __always_inline struct cam *claim_cam(u64 dev, u32 dev_nr)
 {
 	u32 home = cam_home(dev), i, k;
@@ -170,6 +173,8 @@ static __always_inline struct cam *claim_cam(u64 dev, u32 dev_nr)
 	for (i = 0; i < CAM_PROBES; i++) {
 		k = (home + i) & (MAX_CAMS - 1);
 		c = cams.lookup(&k);
+		if (c && c->dev == dev)
+			return c;
 		if (c && !c->dev) {
 			c->dev = dev;
 			c->dev_nr = dev_nr;

@@ -59,35 +59,28 @@ class Stream:
     """A vcam-bench process and its camera's delivered-frame counter."""
 
     def __init__(self, binary: str, path: str, seconds: float):
-        self.procs = []
-        self.start([binary, path, str(SIZE[0]), str(SIZE[1]), str(seconds)])
+        # stderr to a file: a pipe nobody reads while we measure could fill and stall the loop
+        self.err = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen([binary, path, str(SIZE[0]), str(SIZE[1]), str(seconds)],
+                                     stdout=subprocess.PIPE, stderr=self.err, text=True)
         deadline = time.monotonic() + 60
         self.counter = None
         while self.counter is None:
-            if any(p.poll() is not None for p in self.procs) or time.monotonic() > deadline:
-                self.fail(f"{path}: the frame loop did not start")
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.fail(f"{path}: vcam-bench did not start")
             self.counter = next((n / "vcam" / "frames_dequeued" for n in SYSFS.glob("video*")
                                  if (n / "name").is_file() and (n / "name").read_text().strip() == CARD), None)
             time.sleep(0.1)
         while self.frames() == 0:       # frames flowing
-            if any(p.poll() is not None for p in self.procs) or time.monotonic() > deadline:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.fail(f"{path}: no frames came through")
             time.sleep(0.1)
 
-    def start(self, argv: list[str]) -> subprocess.Popen:
-        # stderr to a file: a pipe nobody reads while we measure would fill and stall the loop
-        err = tempfile.TemporaryFile("w+")
-        self.procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True))
-        self.procs[-1].err = err
-        return self.procs[-1]
-
     def fail(self, what: str) -> None:
-        text = []
-        for proc in self.procs:
-            proc.err.seek(0)
-            text.append(proc.err.read().strip())
+        self.err.seek(0)
+        message = self.err.read().strip()
         self.stop()
-        sys.exit(f"probe_overhead: {what}: {' '.join(t for t in text if t)}")
+        sys.exit(f"probe_overhead: {what}: {message}")
 
     def frames(self) -> int:
         return int(self.counter.read_text())
@@ -99,10 +92,9 @@ class Stream:
         return (f1 - f0) / (t1 - t0)
 
     def stop(self) -> None:
-        for proc in reversed(self.procs):      # the consumer first
-            proc.terminate()
-            proc.wait()
-            proc.err.close()
+        self.proc.terminate()
+        self.proc.wait()
+        self.err.close()
 
 
 def measure(stream: Stream, probes: Probes, sets: dict, rounds: int, window: float, settle: float) -> dict:

@@ -2,12 +2,16 @@
 # Installs everything the lab needs, and nothing twice.
 #
 #   lab/setup.sh            Debian packages, the guest kernel, the virtualenv
+#   KERNEL=6.1 lab/setup.sh the same with another guest kernel series
+#                           (6.1, 6.12 the default)
 #
 # Idempotent: when everything is in place it changes nothing and returns in
 # well under a second. Needs root, or sudo for the apt step.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
+# The guest kernel series to install: Debian's newest point release of it.
+kernel_series=${KERNEL:-6.12}
 venv="$top/.venv"
 stamp="$venv/.vcam-installed"
 # The Debian python that sees python3-bpfcc (the PATH python may not).
@@ -26,6 +30,14 @@ as_root() {
 	fi
 }
 
+# Each series' installed version (a regular expression), checked before
+# anything is installed. 6.1 and 6.12 come from bookworm's own sources.
+case "$kernel_series" in
+6.1) kernel_pattern='6\.1\.0-[0-9]+-amd64' ;;
+6.12) kernel_pattern='6\.12\.[0-9]+\+deb12-amd64' ;;
+*) die "unknown KERNEL '$kernel_series' (known: 6.1, 6.12)" ;;
+esac
+
 [ -r /etc/debian_version ] || die "this set-up needs Debian 12 (apt); see README.md for other systems"
 
 # What the lab runs: the guest (qemu), the module build, the BPF tools,
@@ -38,10 +50,6 @@ packages=(
 	prometheus
 	python3-venv tmux curl
 )
-
-# The guest kernel series this project boots by default, and what to
-# install for it: Debian's newest point release of that series.
-kernel_series=${KERNEL:-6.12}
 
 apt_updated=
 apt_update_once() {
@@ -61,7 +69,7 @@ missing_packages() {
 # Newest installed kernel of the series that has its headers, if any.
 installed_kernel() {
 	local v
-	for v in $(ls /lib/modules 2>/dev/null | grep -E "^${kernel_series//./\\.}\.[0-9]+\+deb12-amd64$" | sort -rV); do
+	for v in $(ls /lib/modules 2>/dev/null | grep -E "^${kernel_pattern}\$" | sort -rV); do
 		if [ -f "/boot/vmlinuz-$v" ] && [ -e "/lib/modules/$v/build/Makefile" ]; then
 			echo "$v"
 			return
@@ -71,21 +79,16 @@ installed_kernel() {
 
 # Newest point release of the series that apt offers.
 available_kernel() {
-	apt-cache search --names-only "^linux-image-${kernel_series//./\\.}\.[0-9]+\+deb12-amd64-unsigned\$" |
+	apt-cache search --names-only "^linux-image-${kernel_pattern}-unsigned\$" |
 		awk '{print $1}' | sed -E 's/^linux-image-(.*)-unsigned$/\1/' | sort -V | tail -n 1
 }
-
-case "$kernel_series" in
-6.12) ;;
-*) die "unknown KERNEL '$kernel_series' (known: 6.12)" ;;
-esac
 
 want=($(missing_packages "${packages[@]}"))
 kver=$(installed_kernel)
 if [ -z "$kver" ]; then
 	apt_update_once
 	kver=$(available_kernel)
-	[ -n "$kver" ] || die "no linux-image-$kernel_series.*+deb12-amd64-unsigned in apt's lists (is bookworm-security in the sources?)"
+	[ -n "$kver" ] || die "no linux-image-$kernel_series.* (-unsigned) in apt's lists (bookworm and bookworm-security must be in the sources)"
 	want+=("linux-image-$kver-unsigned" "linux-headers-$kver")
 fi
 

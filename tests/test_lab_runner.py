@@ -48,6 +48,16 @@ def test_newest_kernel_with_image_and_headers_is_chosen(tmp_path):
     assert found == "6.12.41+deb12-amd64"
 
 
+@pytest.mark.parametrize("series, version, other", [
+    ("6.1", "6.1.0-57-amd64", "6.12.41+deb12-amd64"),
+    ("6.12", "6.12.41+deb12-amd64", "6.1.0-57-amd64"),
+])
+def test_each_series_finds_its_own_kernel(tmp_path, series, version, other):
+    fake_kernel(tmp_path, version)
+    fake_kernel(tmp_path, other)
+    assert vm.find_kernel(series, tmp_path / "modules", tmp_path / "boot") == version
+
+
 def test_unknown_or_missing_kernel_is_refused(tmp_path):
     with pytest.raises(vm.RunnerError, match="unknown KERNEL '5.4'"):
         vm.find_kernel("5.4")
@@ -84,7 +94,21 @@ def assert_one_line_error(result, text):
 
 def test_unknown_kernel_gets_one_line():
     result = vm_run("--kernel", "5.4", "--", "true")
-    assert_one_line_error(result, "unknown KERNEL '5.4' (known: 6.12)")
+    assert_one_line_error(result, "unknown KERNEL '5.4' (known: 6.1, 6.12)")
+
+
+def test_setup_refuses_an_unknown_kernel_before_installing(tmp_path):
+    # Every installer setup.sh could reach is a stub that leaves a trace.
+    trace = tmp_path / "called"
+    for tool in ("apt-get", "apt-cache", "dpkg-query", "sudo", "pip"):
+        stub = tmp_path / tool
+        stub.write_text(f"#!/bin/sh\necho {tool} >> {trace}\n")
+        stub.chmod(0o755)
+    env = dict(os.environ, KERNEL="5.10", PATH=f"{tmp_path}:{os.environ['PATH']}")
+    result = subprocess.run([str(TOP / "lab" / "setup.sh")], capture_output=True, env=env, timeout=10)
+    assert result.returncode != 0
+    assert result.stderr.decode().splitlines() == ["setup: error: unknown KERNEL '5.10' (known: 6.1, 6.12)"]
+    assert not trace.exists(), trace.read_text()
 
 
 def test_missing_qemu_gets_one_line():

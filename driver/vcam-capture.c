@@ -432,7 +432,8 @@ static void vcam_device_release(struct v4l2_device *v4l2_dev)
  *
  * Return: the camera, with its video node registered, or an ERR_PTR().
  */
-struct vcam_device *vcam_device_create(const struct vcam_config *cfg)
+noinline __noclone struct vcam_device *
+vcam_device_create(const struct vcam_config *cfg)
 {
 	struct vcam_device *dev;
 	struct video_device *vdev;

@@ -102,10 +102,9 @@ enum vcam_path {
  * @last_dbuf: the DMA-BUF last queued into this slot, referenced until the
  *	slot is queued with another one or the camera goes away: the producer
  *	writes into it, so it is never a copy target
- * @mem: the slot's driver-allocated buffer (vmalloc_user(), mmap-able
- *	through the control file), or NULL; set once with cmpxchg(), freed
- *	when the control file is released
- * @use_mem: the queued frame is in @mem rather than in @dbuf
+ * @own_dbuf: the slot's driver-allocated buffer, a DMA-BUF exported by vcam
+ *	(vcam-slotbuf.c), or NULL until first used; set once with cmpxchg(),
+ *	referenced until the control file is released
  * @cap: while %VCAM_SLOT_INFLIGHT, the capture buffer holding the frame
  * @timestamp: the frame's CLOCK_MONOTONIC timestamp in nanoseconds
  * @queued_ns: when VCAM_IOC_QUEUE accepted the frame (ktime_get_ns())
@@ -113,15 +112,15 @@ enum vcam_path {
  * @length: the frame's payload in bytes
  * @state: see &enum vcam_slot_state
  *
- * All fields but @dev, @index and @mem are protected by &vcam_device.slock.
+ * All fields but @dev, @index and @own_dbuf are protected by
+ * &vcam_device.slock.
  */
 struct vcam_out_buf {
 	struct vcam_device *dev;
 	struct list_head list;
 	struct dma_buf *dbuf;
 	struct dma_buf *last_dbuf;
-	void *mem;
-	bool use_mem;
+	struct dma_buf *own_dbuf;
 	struct vcam_cap_buf *cap;
 	u64 timestamp;
 	u64 queued_ns;
@@ -277,11 +276,13 @@ struct vcam_device *vcam_device_create(const struct vcam_config *cfg);
 void vcam_device_free(unsigned int dev_nr, struct vcam_device *dev);
 void vcam_device_destroy(struct vcam_device *dev);
 
+/* vcam-slotbuf.c: the slots' driver-allocated DMA-BUFs */
+struct dma_buf *vcam_slot_dbuf(struct vcam_device *dev, unsigned int index);
+unsigned long vcam_slot_mem_size(struct vcam_device *dev);
+
 /* vcam-queue.c: the capture queue and the frame path */
 int vcam_queue_init(struct vcam_device *dev);
 void vcam_frames_release(struct vcam_device *dev);
-void *vcam_slot_mem(struct vcam_device *dev, unsigned int index);
-unsigned long vcam_slot_mem_size(struct vcam_device *dev);
 u64 vcam_status(struct vcam_device *dev);
 u32 vcam_current_fps(struct vcam_device *dev);
 bool vcam_producer_active(struct vcam_device *dev);

@@ -8,13 +8,14 @@
 
 #include <linux/build_bug.h>
 #include <linux/ctype.h>
+#include <linux/dma-buf.h>
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/poll.h>
 #include <linux/slab.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
-#include <linux/vmalloc.h>
 
 #include "vcam-core.h"
 #include "vcam-compat.h"
@@ -25,6 +26,7 @@ static_assert(sizeof(struct vcam_ioc_create) == 48);
 static_assert(sizeof(struct vcam_ioc_queue) == 24);
 static_assert(sizeof(struct vcam_ioc_dequeue) == 16);
 static_assert(sizeof(struct vcam_ioc_wait) == 16);
+static_assert(sizeof(struct vcam_ioc_export) == 16);
 static_assert(offsetof(struct vcam_ioc_create, frames) == 40);
 static_assert(offsetof(struct vcam_ioc_queue, timestamp) == 16);
 static_assert(offsetof(struct vcam_ioc_dequeue, timestamp) == 8);
@@ -284,6 +286,36 @@ static int vcam_ioc_wait(struct vcam_device *dev, struct file *file,
 	return copy_to_user(argp, &req, sizeof(req)) ? -EFAULT : 0;
 }
 
+static int vcam_ioc_export(struct vcam_device *dev, void __user *argp)
+{
+	struct vcam_ioc_export req;
+	struct dma_buf *dbuf;
+	int fd;
+
+	if (copy_from_user(&req, argp, sizeof(req)))
+		return -EFAULT;
+	if (req.reserved || req.flags & ~O_CLOEXEC ||
+	    req.index >= dev->nr_slots)
+		return -EINVAL;
+
+	dbuf = vcam_slot_dbuf(dev, req.index);
+	if (IS_ERR(dbuf))
+		return PTR_ERR(dbuf);
+
+	/* The fd goes live only once the caller can be told its number */
+	fd = get_unused_fd_flags(req.flags);
+	if (fd < 0)
+		return fd;
+	req.fd = fd;
+	if (copy_to_user(argp, &req, sizeof(req))) {
+		put_unused_fd(fd);
+		return -EFAULT;
+	}
+	get_dma_buf(dbuf);
+	fd_install(fd, dbuf->file);
+	return 0;
+}
+
 static long vcam_ctrl_ioctl(struct file *file, unsigned int cmd,
 			    unsigned long arg)
 {
@@ -307,6 +339,8 @@ static long vcam_ctrl_ioctl(struct file *file, unsigned int cmd,
 		return vcam_ioc_status(dev, argp);
 	case VCAM_IOC_WAIT:
 		return vcam_ioc_wait(dev, file, argp);
+	case VCAM_IOC_EXPORT:
+		return vcam_ioc_export(dev, argp);
 	default:
 		return -ENOTTY;
 	}
@@ -334,14 +368,15 @@ static __poll_t vcam_ctrl_poll(struct file *file, poll_table *wait)
 
 /*
  * The slots' driver-allocated buffers: slot i at offset i * the frame size
- * rounded up to pages. A mapping holds the file, so the buffers outlive it.
+ * rounded up to pages. The mapping then belongs to the slot's DMA-BUF
+ * (dma_buf_mmap() makes it the mapped file), which it keeps alive.
  */
 static int vcam_ctrl_mmap(struct file *file, struct vm_area_struct *vma)
 {
 	struct vcam_ctrl *ctrl = file->private_data;
 	struct vcam_device *dev = vcam_ctrl_device(ctrl);
 	unsigned long slot_pages, index;
-	void *mem;
+	struct dma_buf *dbuf;
 
 	if (!dev)
 		return -ENODEV;
@@ -354,10 +389,10 @@ static int vcam_ctrl_mmap(struct file *file, struct vm_area_struct *vma)
 	    vma->vm_end - vma->vm_start > slot_pages << PAGE_SHIFT)
 		return -EINVAL;
 
-	mem = vcam_slot_mem(dev, index);
-	if (!mem)
-		return -ENOMEM;
-	return remap_vmalloc_range(vma, mem, 0);
+	dbuf = vcam_slot_dbuf(dev, index);
+	if (IS_ERR(dbuf))
+		return PTR_ERR(dbuf);
+	return dma_buf_mmap(dbuf, vma, 0);
 }
 
 static int vcam_ctrl_open(struct inode *inode, struct file *file)

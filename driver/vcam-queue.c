@@ -69,7 +69,6 @@
 #include <linux/math64.h>
 #include <linux/minmax.h>
 #include <linux/slab.h>
-#include <linux/vmalloc.h>
 #include <media/videobuf2-vmalloc.h>
 
 #include "vcam-core.h"
@@ -283,17 +282,17 @@ noinline __noclone void vcam_out_dequeued(unsigned int dev_nr,
  * payload larger than a frame, an fd that is not a DMA-BUF or one too small
  * for the frame; -EBADF for a bad fd; -EBUSY if the slot, or another slot
  * with the same DMA-BUF, is still queued; -ENOMEM if the slot's own buffer
- * (%VCAM_QUEUE_FD_DRIVER) cannot be allocated; -ENODEV once the camera is
- * gone.
+ * (%VCAM_QUEUE_FD_DRIVER, vcam_slot_dbuf()) cannot be allocated; -ENODEV
+ * once the camera is gone.
  */
 noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 				      struct vcam_device *dev,
 				      const struct vcam_ioc_queue *req)
 {
 	u32 sizeimage = dev->fmt.sizeimage;
-	struct dma_buf *dbuf = NULL;
 	struct dma_buf *old_dbuf = NULL;
 	struct vcam_out_buf *out;
+	struct dma_buf *dbuf;
 	u32 length, need;
 	u64 now;
 	int ret;
@@ -305,18 +304,20 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 		return -EINVAL;
 
 	if (req->fd == VCAM_QUEUE_FD_DRIVER) {
-		if (!vcam_slot_mem(dev, req->index))
-			return -ENOMEM;
+		dbuf = vcam_slot_dbuf(dev, req->index);
+		if (IS_ERR(dbuf))
+			return PTR_ERR(dbuf);
+		get_dma_buf(dbuf);
 	} else {
 		dbuf = dma_buf_get((int)req->fd);
 		if (IS_ERR(dbuf))
 			return PTR_ERR(dbuf);
+	}
 
-		need = dev->finfo->compressed ? length : sizeimage;
-		if (dbuf->size < need) {
-			ret = -EINVAL;
-			goto put_dbuf;
-		}
+	need = dev->finfo->compressed ? length : sizeimage;
+	if (dbuf->size < need) {
+		ret = -EINVAL;
+		goto put_dbuf;
 	}
 
 	now = ktime_get_ns();
@@ -326,16 +327,15 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 	if (dev->disconnected) {
 		ret = -ENODEV;
 	} else if (out->state != VCAM_SLOT_IDLE ||
-		   (dbuf && vcam_dbuf_in_use(dev, dbuf))) {
+		   vcam_dbuf_in_use(dev, dbuf)) {
 		ret = -EBUSY;
 	} else {
-		if (dbuf && dbuf != out->last_dbuf) {
+		if (dbuf != out->last_dbuf) {
 			old_dbuf = out->last_dbuf;
 			out->last_dbuf = dbuf;
 			get_dma_buf(dbuf);
 		}
 		out->dbuf = dbuf;
-		out->use_mem = !dbuf;
 		out->length = length;
 		out->timestamp = req->timestamp ? req->timestamp : now;
 		vcam_out_queued(dev_nr, dev, req->index, now);
@@ -351,8 +351,7 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 	return 0;
 
 put_dbuf:
-	if (dbuf)
-		dma_buf_put(dbuf);
+	dma_buf_put(dbuf);
 	return ret;
 }
 
@@ -486,54 +485,12 @@ void vcam_frames_release(struct vcam_device *dev)
 	while (n)
 		dma_buf_put(dbufs[--n]);
 
-	/* Every mapping of these is gone: they hold the control file */
+	/* Mappings and exported fds hold references of their own */
 	for (i = 0; i < dev->nr_slots; i++) {
-		vfree(dev->slots[i].mem);
-		dev->slots[i].mem = NULL;
+		if (dev->slots[i].own_dbuf)
+			dma_buf_put(dev->slots[i].own_dbuf);
+		dev->slots[i].own_dbuf = NULL;
 	}
-}
-
-/**
- * vcam_slot_mem_size() - size of a slot's driver-allocated buffer
- * @dev: the camera
- *
- * Return: the frame size rounded up to the page size; slot i is mapped at
- * i times this offset of the control file.
- */
-unsigned long vcam_slot_mem_size(struct vcam_device *dev)
-{
-	return PAGE_ALIGN(dev->fmt.sizeimage);
-}
-
-/**
- * vcam_slot_mem() - a slot's driver-allocated buffer, allocated on first use
- * @dev: the camera
- * @index: the slot, < &vcam_device.nr_slots
- *
- * Return: the buffer, or NULL when out of memory.
- */
-void *vcam_slot_mem(struct vcam_device *dev, unsigned int index)
-{
-	struct vcam_out_buf *out = &dev->slots[index];
-	void *mem, *old;
-
-	/*
-	 * No lock: this runs under mmap_lock (mmap) and without it (QUEUE),
-	 * while vb2 takes mmap_lock under the camera mutex. The first
-	 * allocation to be published wins.
-	 */
-	mem = smp_load_acquire(&out->mem);
-	if (mem)
-		return mem;
-	mem = vmalloc_user(vcam_slot_mem_size(dev));
-	if (!mem)
-		return NULL;
-	old = cmpxchg(&out->mem, NULL, mem);
-	if (old) {
-		vfree(mem);
-		return old;
-	}
-	return mem;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -605,19 +562,6 @@ noinline __noclone int vcam_copy(unsigned int dev_nr, u32 out_index,
 	vaddr = vb2_plane_vaddr(vb, 0);
 	if (!vaddr || vb2_plane_size(vb, 0) < bytes)
 		return -EFAULT;
-
-	if (out->use_mem) {
-		iosys_map_set_vaddr(&map, out->mem);
-		ret = cap_dbuf ? dma_buf_begin_cpu_access(cap_dbuf,
-							  DMA_TO_DEVICE) : 0;
-		if (ret)
-			return ret;
-		iosys_map_memcpy_from(vaddr, &map, 0, bytes);
-		vb2_set_plane_payload(vb, 0, bytes);
-		if (cap_dbuf)
-			dma_buf_end_cpu_access(cap_dbuf, DMA_TO_DEVICE);
-		return 0;
-	}
 
 	ret = vcam_dma_buf_vmap(out->dbuf, &map);
 	if (ret)
@@ -700,13 +644,12 @@ noinline __noclone int vcam_dispatch(unsigned int dev_nr, u32 out_index,
 	if (!dev->finfo->compressed && bytes < dev->fmt.sizeimage)
 		error = true;
 
-	if (out->dbuf &&
-	    !vcam_fences_signalled(out->dbuf, DMA_RESV_USAGE_WRITE)) {
+	if (!vcam_fences_signalled(out->dbuf, DMA_RESV_USAGE_WRITE)) {
 		/* Still being written: hand out none of it */
 		vb2_set_plane_payload(vb, 0, 0);
 		path = VCAM_PATH_ERROR;
 		error = true;
-	} else if (out->dbuf && vcam_cap_dbuf(cap) == out->dbuf) {
+	} else if (vcam_cap_dbuf(cap) == out->dbuf) {
 		vcam_zero_copy(dev_nr, out_index, cap_index, bytes, out, cap);
 		path = VCAM_PATH_ZERO_COPY;
 	} else if (!vcam_copy(dev_nr, out_index, cap_index, bytes, out, cap)) {
@@ -806,7 +749,7 @@ static bool vcam_pair_next(struct vcam_device *dev, struct vcam_out_buf **outp,
 
 	out = list_first_entry(&dev->out_pending, struct vcam_out_buf, list);
 	list_for_each_entry(cap, &dev->cap_queued, list) {
-		if (out->dbuf && vcam_cap_dbuf(cap) == out->dbuf) {
+		if (vcam_cap_dbuf(cap) == out->dbuf) {
 			found = cap;
 			break;
 		}
@@ -885,9 +828,16 @@ static int vcam_buf_init(struct vb2_buffer *vb)
 static void vcam_buf_cleanup(struct vb2_buffer *vb)
 {
 	struct vcam_device *dev = vb2_get_drv_priv(vb->vb2_queue);
+	struct vcam_cap_buf *cap = to_cap_buf(vb);
 
+	/*
+	 * vb2 before upstream 95af7c00f35b (6.12; stable kernels may or may
+	 * not carry it) calls buf_cleanup on a DMABUF buffer's first QBUF,
+	 * before buf_init: the node is then still zeroed as vb2 allocated it.
+	 */
 	spin_lock(&dev->slock);
-	list_del(&to_cap_buf(vb)->node);
+	if (cap->node.next)
+		list_del_init(&cap->node);
 	spin_unlock(&dev->slock);
 }
 

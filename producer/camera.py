@@ -10,20 +10,41 @@ Creating opens /dev/vcam and asks for the camera; leaving the context
 closes the control file (the driver removes the camera) and every DMA-BUF.
 """
 
+import errno
 import select
 
 from . import v4l2
 from .control import CONTROL_NODE, Control
-from .dmabuf import DmaBuf, alloc
+from .dmabuf import NO_ALLOCATOR, DmaBuf, NoAllocatorError, alloc, system_allocator
 from .uapi import vcam_ioc_dequeue
+
+# Where the slots' DMA-BUFs come from (VirtualCamera's slot_memory):
+SLOT_MEMORY = {
+    "auto": "a DMA-BUF heap or udmabuf, else the driver's own slot buffers",
+    "system": "a DMA-BUF heap or udmabuf (the system's DMA-BUF allocator)",
+    "driver": "the driver's own slot buffers, exported as DMA-BUFs (VCAM_IOC_EXPORT)",
+}
 
 
 class VirtualCamera:
-    """A camera created on /dev/vcam, owning its slots and their DMA-BUFs."""
+    """A camera created on /dev/vcam, owning its slots and their DMA-BUFs.
+
+    slot_memory (see SLOT_MEMORY) says where the DMA-BUFs come from; the
+    memory attribute then names the one used: "dma-heap", "udmabuf" or
+    "driver". Either way they are plain DMA-BUFs: written through mmap,
+    queued by fd, shared with consumers for the zero-copy path.
+    """
 
     def __init__(self, width: int = 640, height: int = 480, pixelformat: int | str = v4l2.V4L2_PIX_FMT_YUYV,
-                 label: str = "vcam", slots: int = 4, nonblock: bool = False, allocator=alloc,
+                 label: str = "vcam", slots: int = 4, nonblock: bool = False, slot_memory: str = "auto",
                  control_node: str = CONTROL_NODE):
+        if slot_memory not in SLOT_MEMORY:
+            raise ValueError(f"slot_memory must be one of {', '.join(SLOT_MEMORY)}, not {slot_memory!r}")
+        self.memory = system_allocator() if slot_memory != "driver" else None
+        if self.memory is None:
+            if slot_memory == "system":
+                raise NoAllocatorError(errno.ENODEV, NO_ALLOCATOR)
+            self.memory = "driver"
         if isinstance(pixelformat, str):
             pixelformat = v4l2.fourcc(pixelformat)
         self.ctl = Control(control_node, nonblock=nonblock)
@@ -36,8 +57,9 @@ class VirtualCamera:
                 raise OSError(e.errno, f"the driver refused a {width}x{height} {v4l2.fourcc_str(pixelformat)} "
                                        f"camera with {slots} slots labelled {label!r}: {e.strerror}") from None
             self.size = self.ctl.frame_size
-            for _ in range(slots):
-                self.bufs.append(DmaBuf(self.size, allocator=allocator))
+            for index in range(slots):
+                fd = self.ctl.export(index) if self.memory == "driver" else alloc(self.size)
+                self.bufs.append(DmaBuf(self.size, fd=fd))
         except BaseException:
             self.close()
             raise

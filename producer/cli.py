@@ -9,6 +9,7 @@ import sys
 
 from . import formats, uapi
 from .control import CONTROL_NODE
+from .dmabuf import NO_ALLOCATOR
 from .errors import PATTERNS, SourceError
 from .share import ShareError
 
@@ -64,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--frames", type=int, help="stop after N frames, once every slot is back (default: run until stopped)")
     run.add_argument("--slots", type=int, default=4, help=f"output slots, {uapi.VCAM_MIN_FRAMES}..{uapi.VCAM_MAX_FRAMES} (default 4)")
     run.add_argument("--share", metavar="SOCKET", help="offer the DMA-BUFs on this UNIX socket (zero-copy consumers)")
+    run.add_argument("--slot-memory", choices=("auto", "system", "driver"), default="auto",
+                     help="where the frames' DMA-BUFs come from: system = a DMA-BUF heap or udmabuf, "
+                          "driver = the driver's own slot buffers, auto = system where there is one, "
+                          "else driver (default)")
     run.add_argument("--no-header", action="store_true", help="no integrity header in the frames")
     run.add_argument("--json", action="store_true", help="JSON lines: the camera when ready, the report at the end")
 
@@ -121,14 +126,18 @@ def cmd_run(args) -> int:
     cam = share = None
     try:
         try:
-            cam = VirtualCamera(width, height, fmt.code, label=args.label, slots=args.slots, nonblock=True)
+            cam = VirtualCamera(width, height, fmt.code, label=args.label, slots=args.slots, nonblock=True,
+                                slot_memory=args.slot_memory)
         except OSError as e:
             if e.filename is None:  # CREATE or a DMA-BUF allocation said no
                 raise UserFacingError(e.strerror) from None
             raise UserFacingError(_open_error(e, e.filename)) from None
+        if args.slot_memory == "auto" and cam.memory == "driver":
+            print(f"vcam-producer run: note: {NO_ALLOCATOR}; the frames live in the driver's own slot buffers "
+                  "(--share still gives consumers the zero-copy path)", file=sys.stderr, flush=True)
         description = {"device": cam.video_path, "device_nr": cam.nr, "width": width, "height": height,
                        "format": fmt.fourcc, "frame_size": source.size, "buffer_size": cam.bufs[0].size,
-                       "slots": cam.slots, "header": header}
+                       "slots": cam.slots, "header": header, "slot_memory": cam.memory}
         if args.share:
             share = ShareServer(args.share, description, [b.fd for b in cam.bufs])
         if args.json:

@@ -38,6 +38,11 @@ def wait(fd: int, mask: int) -> int:
     return ioctl(fd, VcamIoctl.VCAM_IOC_WAIT, uapi.vcam_ioc_wait(mask=mask)).status
 
 
+def export(fd: int, index: int) -> int:
+    """A new (close-on-exec) DMA-BUF fd of slot index's driver-allocated buffer."""
+    return ioctl(fd, VcamIoctl.VCAM_IOC_EXPORT, uapi.vcam_ioc_export(index=index, flags=os.O_CLOEXEC)).fd
+
+
 class Control:
     """One open file of /dev/vcam, i.e. one camera once created."""
 
@@ -109,6 +114,11 @@ class Control:
 
     def queue_driver_buffer(self, index: int, length: int = 0, timestamp: int = 0) -> None:
         self.queue(index, uapi.VCAM_QUEUE_FD_DRIVER, length=length, timestamp=timestamp)
+
+    def export(self, index: int) -> int:
+        """VCAM_IOC_EXPORT: slot index's driver-allocated buffer as a DMA-BUF fd
+        (the memory map_slot() maps and queue_driver_buffer() queues)."""
+        return export(self.fd, index)
 
     def dequeue(self) -> uapi.vcam_ioc_dequeue:
         return dequeue(self.fd)

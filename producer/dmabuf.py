@@ -105,15 +105,28 @@ class NoAllocatorError(OSError):
     """Neither DMA-BUF allocator exists on this machine."""
 
 
+NO_ALLOCATOR = (f"no DMA-BUF allocator: neither {DMA_HEAP_SYSTEM} (CONFIG_DMABUF_HEAPS_SYSTEM) "
+                f"nor {UDMABUF_DEV} (CONFIG_UDMABUF) exists")
+
+
+def system_allocator() -> str | None:
+    """Which DMA-BUF allocator alloc() uses here: "dma-heap", "udmabuf" or None."""
+    if os.path.exists(DMA_HEAP_SYSTEM):
+        return "dma-heap"
+    if os.path.exists(UDMABUF_DEV):
+        return "udmabuf"
+    return None
+
+
 def alloc(size: int) -> int:
     """A DMA-BUF fd: the system heap if present, else udmabuf, else
     NoAllocatorError naming both."""
-    if os.path.exists(DMA_HEAP_SYSTEM):
+    which = system_allocator()
+    if which == "dma-heap":
         return alloc_heap(size)
-    if os.path.exists(UDMABUF_DEV):
+    if which == "udmabuf":
         return alloc_udmabuf(size)
-    raise NoAllocatorError(errno.ENODEV, f"no DMA-BUF allocator: neither {DMA_HEAP_SYSTEM} "
-                           f"(CONFIG_DMABUF_HEAPS_SYSTEM) nor {UDMABUF_DEV} (CONFIG_UDMABUF) exists")
+    raise NoAllocatorError(errno.ENODEV, NO_ALLOCATOR)
 
 
 def sync(fd: int, flags: int) -> None:

@@ -17,7 +17,8 @@ VCAM_MIN_WIDTH = 2
 VCAM_MIN_HEIGHT = 2
 VCAM_LABEL_MAX = 32
 
-# vcam_ioc_queue.fd naming the slot's own driver-allocated (mmap-able) buffer
+# vcam_ioc_queue.fd naming the slot's own driver-allocated buffer (mmap-able
+# from the control file, a DMA-BUF through VCAM_IOC_EXPORT)
 VCAM_QUEUE_FD_DRIVER = 0xFFFFFFFF
 
 VCAM_STATUS_IDLE = 1 << 0
@@ -72,12 +73,22 @@ class vcam_ioc_wait(ctypes.Structure):
     ]
 
 
+class vcam_ioc_export(ctypes.Structure):
+    _fields_ = [
+        ("index", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("fd", ctypes.c_int32),
+        ("reserved", ctypes.c_uint32),
+    ]
+
+
 class VcamIoctl(enum.IntEnum):
     VCAM_IOC_CREATE = IOWR("v", 0x00, vcam_ioc_create)
     VCAM_IOC_QUEUE = IOW("v", 0x01, vcam_ioc_queue)
     VCAM_IOC_DEQUEUE = IOR("v", 0x02, vcam_ioc_dequeue)
     VCAM_IOC_STATUS = IOR("v", 0x03, ctypes.c_uint64)
     VCAM_IOC_WAIT = IOWR("v", 0x04, vcam_ioc_wait)
+    VCAM_IOC_EXPORT = IOWR("v", 0x05, vcam_ioc_export)  # beside the spec's five
 
 
-STRUCTS = (vcam_frame, vcam_ioc_create, vcam_ioc_queue, vcam_ioc_dequeue, vcam_ioc_wait)
+STRUCTS = (vcam_frame, vcam_ioc_create, vcam_ioc_queue, vcam_ioc_dequeue, vcam_ioc_wait, vcam_ioc_export)

@@ -93,8 +93,9 @@ struct vcam_ioc_create {
  * For kernels or systems without a DMA-BUF allocator: each slot also has a
  * buffer of its own, allocated by the driver on first use, that the producer
  * maps with mmap() of the control file at offset index x (the frame length
- * rounded up to the page size). Frames queued from it reach the consumer by
- * copy. The value is an invalid fd, which older drivers refuse with %EBADF.
+ * rounded up to the page size). The buffer is a DMA-BUF that
+ * %VCAM_IOC_EXPORT hands out, so a consumer can import it for the zero-copy
+ * path. The value is an invalid fd, which older drivers refuse with %EBADF.
  */
 #define VCAM_QUEUE_FD_DRIVER	0xffffffffU
 
@@ -143,6 +144,20 @@ struct vcam_ioc_wait {
 };
 
 /**
+ * struct vcam_ioc_export - argument of %VCAM_IOC_EXPORT
+ * @index: the output slot whose driver-allocated buffer to export
+ * @flags: 0 or O_CLOEXEC, for the new file descriptor
+ * @fd: on output, a new file descriptor of the buffer's DMA-BUF
+ * @reserved: must be 0
+ */
+struct vcam_ioc_export {
+	__u32 index;
+	__u32 flags;
+	__s32 fd;
+	__u32 reserved;
+};
+
+/**
  * define VCAM_IOC_CREATE - create the capture device of this open file
  *
  * Takes a &struct vcam_ioc_create. Succeeds once per open file (then
@@ -182,5 +197,19 @@ struct vcam_ioc_wait {
  * non-blocking file when the condition does not hold yet.
  */
 #define VCAM_IOC_WAIT		_IOWR('v', 0x04, struct vcam_ioc_wait)
+
+/**
+ * define VCAM_IOC_EXPORT - a DMA-BUF fd of a slot's driver-allocated buffer
+ *
+ * Takes a &struct vcam_ioc_export; like VIDIOC_EXPBUF for the buffer that
+ * %VCAM_QUEUE_FD_DRIVER queues and mmap() of the control file maps: the
+ * same memory, allocated on first use. The DMA-BUF is readable, writable
+ * and mappable; it outlives the camera for as long as a descriptor or a
+ * mapping holds it. A consumer whose capture buffers import it gets the
+ * zero-copy path, as with any DMA-BUF the producer queues. %EINVAL for a
+ * slot out of range, unknown @flags or a non-zero @reserved; %ENOMEM when
+ * the buffer cannot be allocated; %EMFILE when the process has no free fd.
+ */
+#define VCAM_IOC_EXPORT		_IOWR('v', 0x05, struct vcam_ioc_export)
 
 #endif /* _UAPI_LINUX_VCAM_H */

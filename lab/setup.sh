@@ -3,7 +3,7 @@
 #
 #   lab/setup.sh            Debian packages, the guest kernel, the virtualenv
 #   KERNEL=6.1 lab/setup.sh the same with another guest kernel series
-#                           (6.1, 6.12 the default)
+#                           (6.1, 6.12 the default, 7.2)
 #
 # Idempotent: when everything is in place it changes nothing and returns in
 # well under a second. Needs root, or sudo for the apt step.
@@ -31,11 +31,13 @@ as_root() {
 }
 
 # Each series' installed version (a regular expression), checked before
-# anything is installed. 6.1 and 6.12 come from bookworm's own sources.
+# anything is installed. 6.1 and 6.12 come from bookworm's own sources;
+# 7.2 from sid, through lab/sid-kernel.sh.
 case "$kernel_series" in
 6.1) kernel_pattern='6\.1\.0-[0-9]+-amd64' ;;
 6.12) kernel_pattern='6\.12\.[0-9]+\+deb12-amd64' ;;
-*) die "unknown KERNEL '$kernel_series' (known: 6.1, 6.12)" ;;
+7.2) kernel_pattern='7\.2\.[0-9]+\+deb14-amd64' ;;
+*) die "unknown KERNEL '$kernel_series' (known: 6.1, 6.12, 7.2)" ;;
 esac
 
 [ -r /etc/debian_version ] || die "this set-up needs Debian 12 (apt); see README.md for other systems"
@@ -50,6 +52,8 @@ packages=(
 	prometheus
 	python3-venv tmux curl
 )
+# sid's kernel needs a sid build root for its modules.
+[ "$kernel_series" = 7.2 ] && packages+=(mmdebstrap)
 
 apt_updated=
 apt_update_once() {
@@ -85,7 +89,7 @@ available_kernel() {
 
 want=($(missing_packages "${packages[@]}"))
 kver=$(installed_kernel)
-if [ -z "$kver" ]; then
+if [ -z "$kver" ] && [ "$kernel_series" != 7.2 ]; then
 	apt_update_once
 	kver=$(available_kernel)
 	[ -n "$kver" ] || die "no linux-image-$kernel_series.* (-unsigned) in apt's lists (bookworm and bookworm-security must be in the sources)"
@@ -99,6 +103,12 @@ if [ ${#want[@]} -gt 0 ]; then
 	# building one (it takes a minute and is never used).
 	as_root env DEBIAN_FRONTEND=noninteractive INITRD=No \
 		apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
+fi
+
+# sid is never added to the machine's sources: its kernel comes through
+# an isolated apt configuration and is unpacked by hand.
+if [ -z "$kver" ] && [ "$kernel_series" = 7.2 ]; then
+	as_root "$top/lab/sid-kernel.sh" "$kernel_series"
 fi
 
 # v4l2-compliance from trixie (bookworm's is too old for 6.12).

@@ -51,11 +51,24 @@ def test_newest_kernel_with_image_and_headers_is_chosen(tmp_path):
 @pytest.mark.parametrize("series, version, other", [
     ("6.1", "6.1.0-57-amd64", "6.12.41+deb12-amd64"),
     ("6.12", "6.12.41+deb12-amd64", "6.1.0-57-amd64"),
+    ("7.2", "7.2.13+deb14-amd64", "7.2.13+deb14-rt-amd64"),
 ])
 def test_each_series_finds_its_own_kernel(tmp_path, series, version, other):
     fake_kernel(tmp_path, version)
     fake_kernel(tmp_path, other)
     assert vm.find_kernel(series, tmp_path / "modules", tmp_path / "boot") == version
+
+
+def test_a_kernel_with_headers_in_a_build_root_is_built_there(tmp_path):
+    def link_build(version, headers):
+        headers.mkdir(parents=True)
+        (tmp_path / "modules" / version).mkdir(parents=True)
+        (tmp_path / "modules" / version / "build").symlink_to(headers)
+    root = tmp_path / "sid-root"
+    link_build("7.2.13+deb14-amd64", root / "usr" / "src" / "linux-headers-7.2.13+deb14-amd64")
+    link_build("6.12.41+deb12-amd64", tmp_path / "linux")  # a kernel tree of one's own
+    assert vm.build_root_of("7.2.13+deb14-amd64", tmp_path / "modules") == root
+    assert vm.build_root_of("6.12.41+deb12-amd64", tmp_path / "modules") is None
 
 
 def test_unknown_or_missing_kernel_is_refused(tmp_path):
@@ -94,21 +107,32 @@ def assert_one_line_error(result, text):
 
 def test_unknown_kernel_gets_one_line():
     result = vm_run("--kernel", "5.4", "--", "true")
-    assert_one_line_error(result, "unknown KERNEL '5.4' (known: 6.1, 6.12)")
+    assert_one_line_error(result, "unknown KERNEL '5.4' (known: 6.1, 6.12, 7.2)")
 
 
 def test_setup_refuses_an_unknown_kernel_before_installing(tmp_path):
     # Every installer setup.sh could reach is a stub that leaves a trace.
     trace = tmp_path / "called"
-    for tool in ("apt-get", "apt-cache", "dpkg-query", "sudo", "pip"):
+    for tool in ("apt-get", "apt-cache", "dpkg-query", "mmdebstrap", "sudo", "pip"):
         stub = tmp_path / tool
         stub.write_text(f"#!/bin/sh\necho {tool} >> {trace}\n")
         stub.chmod(0o755)
     env = dict(os.environ, KERNEL="5.10", PATH=f"{tmp_path}:{os.environ['PATH']}")
     result = subprocess.run([str(TOP / "lab" / "setup.sh")], capture_output=True, env=env, timeout=10)
     assert result.returncode != 0
-    assert result.stderr.decode().splitlines() == ["setup: error: unknown KERNEL '5.10' (known: 6.1, 6.12)"]
+    assert result.stderr.decode().splitlines() == ["setup: error: unknown KERNEL '5.10' (known: 6.1, 6.12, 7.2)"]
     assert not trace.exists(), trace.read_text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="lab/sid-kernel.sh runs as root")
+def test_unreachable_sid_mirror_gets_one_error_line_and_installs_nothing(tmp_path):
+    modules_before = sorted(os.listdir("/lib/modules"))
+    env = dict(os.environ, SID_MIRROR="file:///nonexistent/debian", VCAM_LAB_CACHE=str(tmp_path))
+    result = subprocess.run([str(TOP / "lab" / "sid-kernel.sh"), "7.2"], capture_output=True, env=env, timeout=30)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.decode().splitlines() if "error" in line]
+    assert len(errors) == 1 and errors[0].startswith("setup: error: cannot read sid's package lists from file:///nonexistent/debian"), errors
+    assert sorted(os.listdir("/lib/modules")) == modules_before
 
 
 def test_missing_qemu_gets_one_line():

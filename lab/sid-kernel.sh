@@ -10,17 +10,18 @@
 #   - the image and modules are unpacked to /lib/modules/<ver> (the guest
 #     shares the host's root file system), the image linked from /boot, and
 #     depmod run for them;
-#   - a sid build root made with mmdebstrap holds sid's gcc, make and the
-#     kernel's headers and kbuild (which need sid's libc): lab/vm-run builds
-#     out-of-tree modules in it, and /lib/modules/<ver>/build points into it
-#     so that bcc in the guest finds the headers.
-# Everything sid-specific is cached in /var/cache/vcam-lab/<series>
+#   - a sid build root made with mmdebstrap, /opt/vcam/sid-root-<series>,
+#     holds sid's gcc, make and the kernel's headers and kbuild (which need
+#     sid's libc): lab/vm-run builds out-of-tree modules in it, and
+#     /lib/modules/<ver>/build points into it so that bcc in the guest finds
+#     the headers (the guest mounts a tmpfs over /var/cache, not over /opt).
+# sid's apt state and downloads are cached in /var/cache/vcam-lab/<series>
 # ($VCAM_LAB_CACHE/<series>); SID_MIRROR names another Debian mirror.
 set -euo pipefail
 
 series=${1:?usage: lab/sid-kernel.sh SERIES}
 cache=${VCAM_LAB_CACHE:-/var/cache/vcam-lab}/$series
-root=$cache/root
+root=/opt/vcam/sid-root-$series
 log=$cache/sid-kernel.log
 
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -66,6 +67,7 @@ headers=/usr/src/linux-headers-$kver
 if [ ! -e "$root$headers/Makefile" ]; then
 	say "making the sid build root $root (a few minutes, once)"
 	rm -rf "$root.new"
+	mkdir -p "$(dirname "$root")"
 	mmdebstrap --mode=root --variant=minbase \
 		--aptopt='Acquire::Check-Valid-Until "false"' \
 		--include="make,libc6-dev,linux-headers-$kver" \

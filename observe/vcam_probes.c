@@ -221,6 +221,12 @@ static __always_inline void hist_add(struct cam *c, u32 kind, u32 slot, u64 valu
 {
 	u32 i = kind * HIST_SLOTS + (slot < HIST_SLOTS ? slot : HIST_SLOTS - 1);
 
+	/*
+	 * Keep the bound check on i itself: clang would otherwise fold it into
+	 * the clamp above, which the 6.1 verifier cannot follow to the index
+	 * ("unbounded memory access").
+	 */
+	asm volatile("" : "+r"(i));
 	if (i < NR_HISTS * HIST_SLOTS)
 		lock_xadd(&c->hist[i], 1);
 	if (kind < NR_HISTS)

@@ -122,10 +122,11 @@ def test_export_is_the_memory_the_control_file_maps(ctl):
         exported.write(b"world")
         assert mapped[:5] == b"world"
         # Each export is a new fd of the same DMA-BUF
-        again = ctl.export(1)
+        again, other = ctl.export(1), ctl.export(0)
         assert os.fstat(again).st_ino == os.fstat(exported.fd).st_ino
-        assert os.fstat(ctl.export(0)).st_ino != os.fstat(exported.fd).st_ino
+        assert os.fstat(other).st_ino != os.fstat(exported.fd).st_ino
         os.close(again)
+        os.close(other)
     mapped.close()
 
 

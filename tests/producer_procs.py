@@ -46,6 +46,7 @@ class RunningProducer:
         if sig is not None:
             self.proc.send_signal(sig)
         out, err = self.proc.communicate(timeout=timeout)
+        self.stderr = err
         assert self.proc.returncode == 0, err
         assert "Traceback" not in err, err
         self.done = json.loads(out.strip().splitlines()[-1])

@@ -5,10 +5,9 @@ import os
 
 import pytest
 
-from producer.dmabuf import DmaBuf
 from producer.ioctl import ioctl
 from producer.uapi import VcamIoctl
-from vcam_helpers import Camera, Capture, expect_errno, stats
+from vcam_helpers import Camera, Capture, expect_errno, foreign_dmabuf, stats
 
 pytestmark = pytest.mark.guest
 
@@ -63,7 +62,7 @@ def test_fd_that_is_not_a_dmabuf(cam, kind):
 
 
 def test_dmabuf_too_small(cam):
-    with DmaBuf(4096) as small:
+    with foreign_dmabuf(4096) as small:
         assert small.size < cam.size
         expect_errno(errno.EINVAL, cam.ctl.queue, 0, small.fd)
     still_works(cam)
@@ -94,7 +93,7 @@ def test_garbage_in_reserved(cam, reserved):
 
 
 def test_payload_larger_than_a_frame(cam):
-    with DmaBuf(cam.size * 2) as big:
+    with foreign_dmabuf(cam.size * 2) as big:
         expect_errno(errno.EINVAL, cam.ctl.queue, 0, big.fd, length=cam.size + 1)
     still_works(cam)
 
@@ -114,7 +113,7 @@ def test_failed_queues_are_not_counted(cam):
 
 def test_dmabuf_fd_closed_after_queue(cam):
     """The driver holds its own reference: closing the fd loses nothing."""
-    extra = DmaBuf(cam.size)
+    extra = foreign_dmabuf(cam.size)
     extra.fill(0x77, cam.size)
     fd = os.dup(extra.fd)
     cam.ctl.queue(0, fd)

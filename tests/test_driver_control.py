@@ -185,7 +185,7 @@ def test_unknown_ioctl_enotty(ctl, created):
     if created:
         create(ctl)
     buf = ctypes.create_string_buffer(64)
-    expect_errno(errno.ENOTTY, ioctl, ctl.fd, IOWR("v", 0x05, uapi.vcam_ioc_wait), buf)
+    expect_errno(errno.ENOTTY, ioctl, ctl.fd, IOWR("v", 0x3F, uapi.vcam_ioc_wait), buf)
     expect_errno(errno.ENOTTY, ioctl, ctl.fd, IOWR("V", 0, uapi.vcam_ioc_wait), buf)
     # right number, wrong size
     expect_errno(errno.ENOTTY, ioctl, ctl.fd, IOWR("v", 0x03, ctypes.c_uint32), buf)

@@ -9,8 +9,7 @@ import time
 import pytest
 
 from producer import v4l2
-from producer.dmabuf import DmaBuf
-from vcam_helpers import Camera, Capture, ProducerThread, expect_errno, stats
+from vcam_helpers import Camera, Capture, ProducerThread, expect_errno, foreign_dmabuf, stats
 
 pytestmark = pytest.mark.guest
 
@@ -39,7 +38,7 @@ def test_copy_path_mmap_in_order():
 def test_copy_path_into_foreign_dmabuf():
     """Capture buffers importing DMA-BUFs of their own get a copy."""
     with Camera(nr_frames=2) as cam, Capture(cam.video) as cap:
-        own = [DmaBuf(cam.size) for _ in range(2)]
+        own = [foreign_dmabuf(cam.size) for _ in range(2)]
         cap.reqbufs(2, DMABUF)
         for i in range(2):
             own[i].fill(0)

@@ -29,8 +29,10 @@ def test_probe_points_are_real_symbols():
         ours = "".join(line for line in f if line.endswith("\t[vcam]\n"))
     for name in SYMBOLS:
         assert re.search(rf"^[0-9a-f]+ [tT] {name}\t\[vcam\]$", ours, re.M), f"{name} is not in /proc/kallsyms"
-        # no clone (name.isra.0, name.constprop.0) that callers might use instead
-        assert not re.search(rf" {name}\.", ours), f"{name} was cloned"
+        # no clone (name.isra.0, name.constprop.0) that callers might use
+        # instead; a name.cold part is only the function's unlikely tail,
+        # which gcc moves away (6.1's flags): it is entered from the body
+        assert not re.search(rf" {name}\.(?!cold\t)", ours), f"{name} was cloned"
 
 
 def test_probe_points_are_attachable():

@@ -17,6 +17,7 @@ import pytest
 from producer import cli, formats, integrity
 from producer.camera import VirtualCamera
 from producer.consume import consume
+from producer.dmabuf import system_allocator
 from producer.sysfs import video_nodes
 from producer_procs import CLI, run_cli, running_producer, short_socket_path
 
@@ -42,6 +43,34 @@ def test_run_prints_the_device_and_consume_verifies_it():
     assert proc.returncode == 0, err
     assert "40 frames in" in err and "40 slots returned" in err
     assert video_nodes() == before
+
+
+@pytest.mark.every_kernel
+def test_run_uses_the_drivers_slot_buffers_where_there_is_no_allocator():
+    """6.1 has no DMA-BUF heap and no udmabuf: run says so in one line and
+    takes the driver's own slot buffers; elsewhere it takes the system's."""
+    with running_producer(["--size", "64x48", "--fps", "0", "--frames", "3"]) as producer:
+        consumer = run_cli(["consume", "--device", producer.device, "--frames", 3, "--verify"])
+        assert consumer.returncode == 0, consumer.stdout + consumer.stderr
+        producer.finish(timeout=60)
+    ready = producer.ready
+    notes = [line for line in producer.stderr.splitlines() if "note:" in line]
+    if system_allocator() is None:
+        assert ready["slot_memory"] == "driver"
+        assert len(notes) == 1 and "no DMA-BUF allocator" in notes[0] and "driver's own slot buffers" in notes[0]
+    else:
+        assert ready["slot_memory"] == system_allocator()
+        assert notes == []
+
+
+@pytest.mark.every_kernel
+@pytest.mark.skipif(system_allocator() is not None, reason="this kernel has a DMA-BUF allocator")
+def test_system_slot_memory_where_there_is_none_is_one_line():
+    before = video_nodes()
+    proc = run_cli(["run", "--slot-memory", "system", "--frames", "1"])
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "no DMA-BUF allocator" in proc.stderr, proc.stderr
+    assert video_nodes() == before  # the camera made before the refusal is gone
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -108,8 +137,9 @@ def test_a_failed_run_leaves_no_camera_and_no_fd(tmp_path, capsys):
     not_a_socket.write_text("")
     before, fds = video_nodes(), open_fds()
     assert cli.main(["run", "--frames", "1", "--share", str(not_a_socket)]) == 1
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "is not a socket" in err
+    # (a kernel without a DMA-BUF allocator adds its note line first)
+    errors = [line for line in capsys.readouterr().err.splitlines() if " note: " not in line]
+    assert len(errors) == 1 and "is not a socket" in errors[0]
     assert video_nodes() == before
     assert open_fds() == fds
 

@@ -15,19 +15,27 @@ pytestmark = pytest.mark.guest
 
 FRAMES = 10_000
 
+# The consumer's side of each path
 PATHS = {
     "zero-copy": lambda sock, dev: ["--import", sock],
     "copy-mmap": lambda sock, dev: ["--device", dev, "--memory", "mmap"],
     "copy-userptr": lambda sock, dev: ["--device", dev, "--memory", "userptr"],
 }
+# Where the producer's frames live: whatever `run` picks here (a DMA-BUF
+# heap or udmabuf where the kernel has one), and the driver's own slot
+# buffers (what a kernel without either gets)
+SLOT_MEMORY = ["auto", "driver"]
 
 
+@pytest.mark.every_kernel
+@pytest.mark.parametrize("slot_memory", SLOT_MEMORY)
 @pytest.mark.parametrize("path", PATHS)
-def test_every_frame_arrives_whole_and_in_order(path):
+def test_every_frame_arrives_whole_and_in_order(path, slot_memory):
     nodes_before = video_nodes()
     sock = short_socket_path()
     producer_args = ["--size", "160x120", "--format", "YUYV", "--fps", "0", "--pattern", "gradient",
-                     "--frames", FRAMES, "--slots", "4", "--share", sock, "--label", "Framepath Test"]
+                     "--frames", FRAMES, "--slots", "4", "--share", sock, "--label", "Framepath Test",
+                     "--slot-memory", slot_memory]
     with running_producer(producer_args) as producer:
         consumer = run_cli(["consume", *PATHS[path](sock, producer.device), "--frames", FRAMES,
                             "--verify", "--json", "--timeout", "60"], timeout=900)
@@ -50,5 +58,5 @@ def test_every_frame_arrives_whole_and_in_order(path):
     else:
         assert (counters["frames_zero_copy"], counters["frames_copied"]) == (0, FRAMES)
     assert video_nodes() == nodes_before  # the camera is gone
-    print(f"{path}: producer {done['fps']:.0f} fps, consumer {report['fps']:.0f} fps, "
+    print(f"{path} from {producer.ready['slot_memory']}: producer {done['fps']:.0f} fps, consumer {report['fps']:.0f} fps, "
           f"latency ms {report['latency_ms']}")

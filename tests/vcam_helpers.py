@@ -8,6 +8,8 @@ import time
 from producer import v4l2
 from producer.camera import VirtualCamera
 from producer.capture import CAP, Capture  # noqa: F401  (re-exported for the tests)
+from producer.control import Control
+from producer.dmabuf import DmaBuf, system_allocator
 from producer.sysfs import stats, video_nodes  # noqa: F401
 
 
@@ -18,6 +20,17 @@ class Camera(VirtualCamera):
     def __init__(self, nr_frames: int = 4, width: int = 64, height: int = 48,
                  pixelformat: int = v4l2.V4L2_PIX_FMT_YUYV, label: str = "vcam test", nonblock: bool = False):
         super().__init__(width, height, pixelformat, label=label, slots=nr_frames, nonblock=nonblock)
+
+
+def foreign_dmabuf(size: int) -> DmaBuf:
+    """A DMA-BUF of at least size bytes that no camera under test knows of:
+    from the system's allocator, or where the kernel has none (6.1) the
+    exported slot buffer of a throwaway vcam camera, which outlives it."""
+    if system_allocator() is not None:
+        return DmaBuf(size)
+    with Control() as ctl:
+        ctl.create("Foreign Memory", 64, -(-size // 64), v4l2.V4L2_PIX_FMT_GREY, nr_frames=2)
+        return DmaBuf(size, fd=ctl.export(0))
 
 
 def expect_errno(code: int, fn, *args, **kwargs) -> OSError:

@@ -4,7 +4,8 @@
  *
  *   vcam-bench zero-copy|copy WIDTH HEIGHT SECONDS
  *
- * One process plays both sides with YUYV frames from /dev/dma_heap/system:
+ * One process plays both sides with YUYV frames from /dev/dma_heap/system
+ * (or, without it, the slots' own buffers exported by the driver):
  * the producer queues DMA-BUFs into the camera's output slots, the consumer
  * captures them. In zero-copy mode the capture buffers import the
  * producer's DMA-BUFs (V4L2_MEMORY_DMABUF), so the driver moves metadata
@@ -73,14 +74,24 @@ static double busy_cpu_seconds(void)
 	       sysconf(_SC_CLK_TCK);
 }
 
-static int heap_alloc(size_t len)
+/*
+ * A DMA-BUF for output slot INDEX: from the system heap, or on kernels
+ * without one (6.1) the slot's own driver-allocated buffer.
+ */
+static int slot_dmabuf(int ctrl, unsigned int index, size_t len)
 {
 	struct dma_heap_allocation_data alloc = {
 		.len = len,
 		.fd_flags = O_RDWR | O_CLOEXEC,
 	};
+	struct vcam_ioc_export export = { .index = index, .flags = O_CLOEXEC };
 	int heap = open("/dev/dma_heap/system", O_RDWR | O_CLOEXEC);
 
+	if (heap < 0 && errno == ENOENT) {
+		if (xioctl(ctrl, VCAM_IOC_EXPORT, &export) < 0)
+			die("VCAM_IOC_EXPORT");
+		return export.fd;
+	}
 	if (heap < 0)
 		die("/dev/dma_heap/system");
 	if (xioctl(heap, DMA_HEAP_IOCTL_ALLOC, &alloc) < 0)
@@ -120,7 +131,7 @@ int main(int argc, char **argv)
 	if (xioctl(ctrl, VCAM_IOC_CREATE, &create) < 0)
 		die("VCAM_IOC_CREATE");
 	for (i = 0; i < SLOTS; i++)
-		dmabuf[i] = heap_alloc(frames[i].length);
+		dmabuf[i] = slot_dmabuf(ctrl, i, frames[i].length);
 
 	snprintf(path, sizeof(path), "/dev/video%u", create.device_nr);
 	video = open(path, O_RDWR | O_CLOEXEC);

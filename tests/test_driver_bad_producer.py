@@ -9,7 +9,8 @@ from producer.ioctl import ioctl
 from producer.uapi import VcamIoctl
 from vcam_helpers import Camera, Capture, expect_errno, foreign_dmabuf, stats
 
-pytestmark = pytest.mark.guest
+# every_kernel: also in the kernel tier of the lab's other kernels (make test)
+pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from producer.ioctl import ioctl
 from producer.v4l2 import V4l2Ioctl
 from vcam_helpers import Camera, Capture, expect_errno, stats
 
-pytestmark = pytest.mark.guest
+# every_kernel: also in the kernel tier of the lab's other kernels (make test)
+pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
 
 V4L2_CAP_EXT_PIX_FORMAT = 0x00200000  # added by the V4L2 core
 

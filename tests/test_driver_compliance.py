@@ -9,7 +9,8 @@ import pytest
 
 from vcam_helpers import Camera, ProducerThread
 
-pytestmark = pytest.mark.guest
+# every_kernel: also in the kernel tier of the lab's other kernels (make test)
+pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
 
 
 def vivid_capture_node() -> str:

@@ -6,7 +6,8 @@ import pytest
 
 from vcam_helpers import Camera, ProducerThread, stats
 
-pytestmark = pytest.mark.guest
+# every_kernel: also in the kernel tier of the lab's other kernels (make test)
+pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
 
 
 @pytest.fixture

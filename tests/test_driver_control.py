@@ -18,7 +18,8 @@ from producer.ioctl import IOWR, ioctl
 from producer.uapi import VcamIoctl
 from vcam_helpers import Capture, Camera, expect_errno
 
-pytestmark = pytest.mark.guest
+# every_kernel: also in the kernel tier of the lab's other kernels (make test)
+pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
 
 YUYV = v4l2.V4L2_PIX_FMT_YUYV
 

@@ -19,7 +19,8 @@ from producer.dmabuf import DmaBuf
 from producer.ioctl import ioctl
 from vcam_helpers import Capture, expect_errno, stats
 
-pytestmark = pytest.mark.guest
+# every_kernel: also in the kernel tier of the lab's other kernels (make test)
+pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
 
 
 @pytest.fixture

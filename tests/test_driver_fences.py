@@ -16,7 +16,8 @@ from producer import v4l2
 from producer.ioctl import IOW, IOWR, ioctl
 from vcam_helpers import Camera, Capture, stats
 
-pytestmark = pytest.mark.guest
+# every_kernel: also in the kernel tier of the lab's other kernels (make test)
+pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
 
 DRM_COMMAND_BASE = 0x40
 VGEM_FENCE_WRITE = 0x1

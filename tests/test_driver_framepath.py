@@ -11,7 +11,8 @@ import pytest
 from producer import v4l2
 from vcam_helpers import Camera, Capture, ProducerThread, expect_errno, foreign_dmabuf, stats
 
-pytestmark = pytest.mark.guest
+# every_kernel: also in the kernel tier of the lab's other kernels (make test)
+pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
 
 DMABUF = v4l2.V4L2_MEMORY_DMABUF
 

@@ -15,7 +15,8 @@ from producer import v4l2
 from producer.control import Control
 from vcam_helpers import Camera, Capture, ProducerThread, video_nodes
 
-pytestmark = pytest.mark.guest
+# every_kernel: also in the kernel tier of the lab's other kernels (make test)
+pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
 
 MODULE = Path(__file__).resolve().parent.parent / "driver" / "vcam.ko"
 

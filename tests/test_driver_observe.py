@@ -7,7 +7,8 @@ import pytest
 
 from vcam_helpers import Camera, Capture, stats
 
-pytestmark = pytest.mark.guest
+# every_kernel: also in the kernel tier of the lab's other kernels (make test)
+pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
 
 SYMBOLS = [
     "vcam_out_queue",

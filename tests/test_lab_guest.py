@@ -34,6 +34,7 @@ int kprobe__vb2_buffer_done(struct pt_regs *ctx, void *vb, int state)
 """
 
 
+@pytest.mark.every_kernel
 def test_runs_as_root_in_the_project_with_the_venv_on_path():
     assert os.geteuid() == 0
     assert Path.cwd() == TOP
@@ -44,6 +45,7 @@ def test_runs_as_root_in_the_project_with_the_venv_on_path():
     assert re.fullmatch(load_vm_run().KERNELS[series], release), release
 
 
+@pytest.mark.every_kernel
 def test_vcam_is_loaded_when_the_driver_exists():
     assert Path("/sys/module/vcam").exists() == (TOP / "driver" / "Kbuild").exists()
 

@@ -16,7 +16,8 @@ from observe_scrape import buckets, fetch, samples, value
 from producer import v4l2
 from vcam_helpers import Camera, Capture, ProducerThread, expect_errno, stats
 
-pytestmark = pytest.mark.guest
+# every_kernel: also in the kernel tier of the lab's other kernels (make test)
+pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
 
 FRAMES = 30
 SLOTS = 4

@@ -28,6 +28,7 @@ def open_fds() -> set[str]:
     return set(os.listdir("/proc/self/fd"))
 
 
+@pytest.mark.every_kernel
 def test_run_prints_the_device_and_consume_verifies_it():
     before = video_nodes()
     proc = subprocess.Popen(CLI + ["run", "--size", "320x240", "--fps", "0", "--frames", "40",
@@ -73,6 +74,7 @@ def test_system_slot_memory_where_there_is_none_is_one_line():
     assert video_nodes() == before  # the camera made before the refusal is gone
 
 
+@pytest.mark.every_kernel
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_ends_the_run_cleanly(sig):
     before = video_nodes()

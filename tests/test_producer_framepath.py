@@ -21,15 +21,20 @@ PATHS = {
     "copy-mmap": lambda sock, dev: ["--device", dev, "--memory", "mmap"],
     "copy-userptr": lambda sock, dev: ["--device", dev, "--memory", "userptr"],
 }
-# Where the producer's frames live: whatever `run` picks here (a DMA-BUF
-# heap or udmabuf where the kernel has one), and the driver's own slot
-# buffers (what a kernel without either gets)
-SLOT_MEMORY = ["auto", "driver"]
+# Each path with the producer's frames where `run` puts them by itself (a
+# DMA-BUF heap or udmabuf where the kernel has one, else the driver's own
+# slot buffers), and zero-copy and copy from the driver's slot buffers too.
+# The kernel tier (every_kernel) takes one zero-copy and one copy path.
+CASES = [
+    pytest.param("zero-copy", "auto", marks=pytest.mark.every_kernel),
+    pytest.param("copy-mmap", "auto", marks=pytest.mark.every_kernel),
+    ("copy-userptr", "auto"),
+    ("zero-copy", "driver"),
+    ("copy-mmap", "driver"),
+]
 
 
-@pytest.mark.every_kernel
-@pytest.mark.parametrize("slot_memory", SLOT_MEMORY)
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path, slot_memory", CASES)
 def test_every_frame_arrives_whole_and_in_order(path, slot_memory):
     nodes_before = video_nodes()
     sock = short_socket_path()

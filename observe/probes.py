@@ -28,8 +28,11 @@ BPF_ERROR_KINDS = ("map_full", "unpaired")
 # The histograms in struct cam (vcam_probes.c NR_HISTS, HIST_SLOTS)
 NR_HISTS, HIST_SLOTS = 6, 65
 
-# Warnings clang gives about the kernel's own headers, not about our program
-QUIET_KERNEL_HEADERS = ["-Wno-duplicate-decl-specifier", "-Wno-ignored-attributes"]
+# How bcc's clang must read the running kernel's headers: warnings about
+# them, not about our program, kept quiet; -fms-extensions because from 6.19
+# on they embed tagged structs anonymously (the kernel builds with it too)
+KERNEL_HEADER_CFLAGS = ["-Wno-duplicate-decl-specifier", "-Wno-ignored-attributes", "-Wno-unknown-attributes",
+                        "-fms-extensions"]
 
 # struct bpf_prog_info (uapi/linux/bpf.h): its size up to and with the
 # recursion_misses field (5.12+), and that field's offset
@@ -211,7 +214,7 @@ class Probes:
             raise ObserveError("bcc is not importable: install python3-bpfcc and use a venv with system site packages")
         check_privileges()
         try:
-            self.bpf = bpf_factory(text=program_text().encode(), cflags=QUIET_KERNEL_HEADERS)
+            self.bpf = bpf_factory(text=program_text().encode(), cflags=KERNEL_HEADER_CFLAGS)
         except Exception as e:  # bcc raises plain Exception on compile/load failure
             raise ObserveError(f"cannot load the BPF program: {e}") from None
 

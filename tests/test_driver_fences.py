@@ -65,8 +65,10 @@ class VgemBuffer:
 
     @staticmethod
     def _vgem_card() -> str:
+        # The card's device is /sys/devices/platform/vgem, or from 6.15 on
+        # the faux device /sys/devices/faux/vgem
         for card in sorted(Path("/sys/class/drm").glob("card[0-9]*")):
-            if "vgem" in (card / "device" / "uevent").read_text():
+            if (card / "device").resolve().name == "vgem":
                 return f"/dev/dri/{card.name}"
         raise AssertionError("no vgem card after modprobe vgem")
 

@@ -74,8 +74,7 @@ def test_system_slot_memory_where_there_is_none_is_one_line():
     assert video_nodes() == before  # the camera made before the refusal is gone
 
 
-@pytest.mark.every_kernel
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGTERM, marks=pytest.mark.every_kernel), signal.SIGINT])
 def test_a_signal_ends_the_run_cleanly(sig):
     before = video_nodes()
     sock = short_socket_path()

@@ -24,10 +24,9 @@ PATHS = {
 # Each path with the producer's frames where `run` puts them by itself (a
 # DMA-BUF heap or udmabuf where the kernel has one, else the driver's own
 # slot buffers), and zero-copy and copy from the driver's slot buffers too.
-# The kernel tier (every_kernel) takes one zero-copy and one copy path.
 CASES = [
-    pytest.param("zero-copy", "auto", marks=pytest.mark.every_kernel),
-    pytest.param("copy-mmap", "auto", marks=pytest.mark.every_kernel),
+    ("zero-copy", "auto"),
+    ("copy-mmap", "auto"),
     ("copy-userptr", "auto"),
     ("zero-copy", "driver"),
     ("copy-mmap", "driver"),

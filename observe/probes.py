@@ -32,7 +32,7 @@ NR_HISTS, HIST_SLOTS = 6, 65
 # them, not about our program, kept quiet; -fms-extensions because from 6.19
 # on they embed tagged structs anonymously (the kernel builds with it too)
 KERNEL_HEADER_CFLAGS = ["-Wno-duplicate-decl-specifier", "-Wno-ignored-attributes", "-Wno-unknown-attributes",
-                        "-fms-extensions"]
+                        "-fms-extensions", "-Wno-microsoft-anon-tag"]
 
 # struct bpf_prog_info (uapi/linux/bpf.h): its size up to and with the
 # recursion_misses field (5.12+), and that field's offset

@@ -30,6 +30,22 @@ def ctl():
         yield c
 
 
+def stream_nine_frames(ctl, cap, maps, first_byte, read, requeue):
+    """Frames n = 0..8 written through the control file's mappings into slot
+    n % 3 and queued as driver buffers; each captured frame read(buf) must
+    be whole, then requeue(buf) gives the capture buffer back."""
+    for n in range(9):
+        slot = n % 3
+        if n >= 3:
+            assert ctl.dequeue().index == slot
+        maps[slot][: ctl.frame_size] = bytes([first_byte + n]) * ctl.frame_size
+        ctl.queue_driver_buffer(slot)
+        b = cap.dqbuf()
+        assert b.bytesused == ctl.frame_size
+        assert read(b) == bytes([first_byte + n]) * ctl.frame_size
+        requeue(b)
+
+
 def test_frames_from_driver_buffers(ctl):
     maps = [ctl.map_slot(i) for i in range(3)]
     with Capture(ctl.video_path) as cap:
@@ -37,15 +53,7 @@ def test_frames_from_driver_buffers(ctl):
         for i in range(3):
             cap.qbuf(i)
         cap.streamon()
-        for n in range(9):
-            slot = n % 3
-            if n >= 3:
-                assert ctl.dequeue().index == slot
-            maps[slot][: ctl.frame_size] = bytes([0x60 + n]) * ctl.frame_size
-            ctl.queue_driver_buffer(slot)
-            b = cap.dqbuf()
-            assert cap.data(b) == bytes([0x60 + n]) * ctl.frame_size
-            cap.qbuf(b.index)
+        stream_nine_frames(ctl, cap, maps, 0x60, read=cap.data, requeue=lambda b: cap.qbuf(b.index))
         cap.streamoff()
     assert stats(ctl.device_nr)["frames_copied"] == 9
     for m in maps:
@@ -142,16 +150,13 @@ def test_consumer_importing_exported_slots_gets_zero_copy(ctl):
         for i in (2, 0, 1):  # not in slot order
             cap.qbuf(i, exported[i].fd, exported[i].size)
         cap.streamon()
-        for n in range(9):
-            slot = n % 3
-            if n >= 3:
-                assert ctl.dequeue().index == slot
-            maps[slot][: ctl.frame_size] = bytes([0x30 + n]) * ctl.frame_size
-            ctl.queue_driver_buffer(slot)
-            b = cap.dqbuf()
-            assert b.index == slot and b.bytesused == ctl.frame_size
-            assert exported[slot].read(ctl.frame_size) == bytes([0x30 + n]) * ctl.frame_size
-            cap.qbuf(b.index, exported[b.index].fd, exported[b.index].size)
+
+        def read(b):
+            assert b.index == b.sequence % 3  # the buffer importing the slot
+            return exported[b.index].read(b.bytesused)
+
+        stream_nine_frames(ctl, cap, maps, 0x30, read=read,
+                           requeue=lambda b: cap.qbuf(b.index, exported[b.index].fd, exported[b.index].size))
         cap.streamoff()
     counters = stats(ctl.device_nr)
     assert (counters["frames_zero_copy"], counters["frames_copied"]) == (9, 0)

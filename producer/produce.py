@@ -30,6 +30,7 @@ class ProducerReport:
     slots_returned: int = 0  # VCAM_IOC_DEQUEUE results
     in_flight: int = 0  # slots still held by the driver at the end
     late: int = 0  # frames queued more than one interval after their deadline
+    started_ns: int = 0  # CLOCK_MONOTONIC at the loop's start: frame n is due at started_ns + n / fps
     elapsed_s: float = 0.0
     cpu_s: float = 0.0  # this process's CPU time (user + system) in the loop
     fps: float = 0.0
@@ -114,7 +115,7 @@ class Producer:
         if self.share:
             poller.register(self.share.fileno(), select.POLLIN)
         interval = 1e9 / self.fps if self.fps else 0.0
-        start = time.monotonic_ns()
+        start = r.started_ns = time.monotonic_ns()
         cpu_start = time.process_time()
         next_status = start
         n = 0

@@ -49,8 +49,8 @@ class LiveSource:
                 frames_copied=frames - frames // 2, bytes_copied=(frames - frames // 2) * 614400,
                 output_depth=i % 4, capture_depth=(i + 1) % 4, streaming=True,
                 producer="vcam-producer", consumer="consumer",
-                histograms={k: lat for k in metrics.LATENCY_KINDS} |
-                           {k: metrics.Histogram({i % 4: frames}, (i % 4) * frames) for k in metrics.DEPTH_KINDS}))
+                histograms={m.hist_kind: lat if m.latency else metrics.Histogram({i % 4: frames}, (i % 4) * frames)
+                            for m in metrics.HISTOGRAMS}))
         return metrics.Snapshot(cameras=cams)
 
     def refresh(self):

@@ -38,11 +38,9 @@ class VcamCollector:
             ok, snapshot = False, None
         if snapshot is not None:
             yield from metrics.families(snapshot)
-        success = GaugeMetricFamily(metrics.SCRAPE_SUCCESS, "1 if reading the source succeeded in this scrape.",
-                                    labels=[metrics.SOURCE])
-        success.add_metric(["bpf"], 1 if ok else 0)
-        yield success
-        yield GaugeMetricFamily(metrics.SCRAPE_DURATION, "Time this scrape took to read the probes.",
+        by_name = {m.name: m for m in metrics.EXPORTER_METRICS}
+        yield GaugeMetricFamily(metrics.SCRAPE_SUCCESS, by_name[metrics.SCRAPE_SUCCESS].help, value=1 if ok else 0)
+        yield GaugeMetricFamily(metrics.SCRAPE_DURATION, by_name[metrics.SCRAPE_DURATION].help,
                                 value=self.clock() - start)
 
 

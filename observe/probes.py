@@ -17,10 +17,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from producer import sysfs
+
 from . import metrics
 
 PROGRAM_FILE = Path(__file__).with_name("vcam_probes.c")
-SYSFS_V4L = Path("/sys/class/video4linux")
 TRACEFS_ROOTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 # The vcam symbol whose address tells vb2 events on vcam's queues apart
 VCAM_OPS_SYMBOL = "vcam_vb2_ops"
@@ -62,7 +63,6 @@ PROBES = (
     Probe("kretprobe", "vcam_device_create", "ret_device_create", "vcam"),
     Probe("kprobe", "vcam_device_free", "entry_device_free", "vcam"),
     Probe("kprobe", "vcam_out_queued", "entry_out_queued", "vcam"),
-    Probe("kprobe", "vcam_out_dequeued", "entry_out_dequeued", "vcam"),
     Probe("kprobe", "vcam_frame_delivered", "entry_frame_delivered", "vcam"),
     Probe("kprobe", "vcam_copy", "entry_copy", "vcam"),
     Probe("kretprobe", "vcam_copy", "ret_copy", "vcam"),
@@ -126,28 +126,6 @@ def tracepoint_exists(name: str) -> bool:
         if (root / "events").is_dir():
             return any((root / "events" / group / name).is_dir() for group in ("vb2",))
     return True     # no tracefs to ask: try, and report a failure
-
-
-def sysfs_cameras(root: Path = SYSFS_V4L) -> dict[int, tuple[str, int | None]]:
-    """The vcam cameras present now: N -> (card label, output slots)."""
-    cams = {}
-    try:
-        nodes = list(root.iterdir())
-    except OSError:
-        return cams
-    for node in nodes:
-        if not node.name.startswith("video") or not (node / "vcam").is_dir():
-            continue
-        try:
-            nr = int(node.name[5:])
-            card = (node / "name").read_text().strip()
-            # "idle 2 queued 1 active 0 inflight 0 done 1"
-            words = (node / "vcam" / "slots").read_text().split()
-            slots = sum(int(w) for w in words[1::2])
-        except (OSError, ValueError):
-            continue    # went away while we looked
-        cams[nr] = (card, slots)
-    return cams
 
 
 def kprobe_profile_missed(pid: int, roots=TRACEFS_ROOTS) -> dict[str, int]:
@@ -325,8 +303,8 @@ class Probes:
     # -- reading ---------------------------------------------------------
 
     def snapshot(self) -> metrics.Snapshot:
-        """Read the maps for the cameras in sysfs now."""
-        cameras = sysfs_cameras()
+        """The driver's counters and the maps, for the cameras in sysfs now."""
+        cameras = sysfs.cameras()
         with self._lock:
             # An entry is freed when its camera's memory is; for each N the
             # newest entry is the camera there now
@@ -340,18 +318,16 @@ class Probes:
             missed = self._missed()
 
         samples = []
-        for nr, (card, slots) in cameras.items():
-            sample = metrics.CameraSample(device_nr=nr, card=card, slots=slots)
+        for nr, files in cameras.items():
+            n = files.counters
+            sample = metrics.CameraSample(
+                device_nr=nr, card=files.card, slots=sum(files.slots.values()),
+                frames_queued=n["frames_queued"], frames_dequeued=n["frames_dequeued"],
+                frames_zero_copy=n["frames_zero_copy"], frames_copied=n["frames_copied"],
+                frames_errored=n["frames_errored"], bytes_copied=n["bytes_copied"],
+                output_depth=files.output_depth, capture_depth=n["capture_queued"])
             c = entries.get(nr)
             if c is not None:
-                sample.frames_queued = c.frames_queued
-                sample.frames_dequeued = c.frames_dequeued
-                sample.frames_zero_copy = c.frames_zero_copy
-                sample.frames_copied = c.frames_copied
-                sample.frames_errored = c.frames_errored
-                sample.bytes_copied = c.bytes_copied
-                sample.output_depth = max(c.out_depth, 0)
-                sample.capture_depth = max(c.cap_depth, 0)
                 sample.streaming = bool(c.streaming)
                 sample.producer = c.producer_comm.decode(errors="replace")
                 sample.consumer = c.consumer_comm.decode(errors="replace")

@@ -73,12 +73,8 @@ struct cam {
 	u64 dev;	/* the camera's struct vcam_device, 0: a free entry */
 	u64 dev_nr;	/* the N of its /dev/videoN */
 	u64 id;		/* bpf_ktime_get_ns() when it was owned */
-	u64 frames_queued;
-	u64 frames_dequeued;
-	u64 frames_zero_copy;
-	u64 frames_copied;
-	u64 frames_errored;
-	u64 bytes_copied;
+	/* Depths as each event sees them, for the depth histograms (the
+	 * frame counters are the driver's own, read from sysfs) */
 	s64 out_depth;
 	s64 cap_depth;
 	u64 streaming;
@@ -334,10 +330,10 @@ int entry_device_free(struct pt_regs *ctx, unsigned int dev_nr, void *dev)
 /* ---- producer side and the frame path: vcam's event functions -------- */
 
 /*
- * vcam_out_queued(), vcam_out_dequeued() and vcam_frame_delivered() run
- * only when their event happened, under the camera's lock, so an entry
- * probe sees each event once and in order: a frame is queued before it is
- * delivered, and delivered before its capture buffer can be dequeued.
+ * vcam_out_queued() and vcam_frame_delivered() run only when their event
+ * happened, under the camera's lock, so an entry probe sees each event once
+ * and in order: a frame is queued before it is delivered, and delivered
+ * before its capture buffer can be dequeued.
  */
 
 int entry_out_queued(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
@@ -347,26 +343,13 @@ int entry_out_queued(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
 
 	if (!cam)
 		return 0;
-	lock_xadd(&cam->frames_queued, 1);
 	lock_xadd(&cam->out_depth, 1);
 	observe_depth(cam, H_OUT_DEPTH, cam->out_depth);
 	note_comm(cam->producer_comm, &cam->producer_thread);
 	return 0;
 }
 
-int entry_out_dequeued(struct pt_regs *ctx, unsigned int dev_nr, void *dev)
-{
-	struct cam *cam = get_cam((u64)dev, dev_nr);
-
-	if (cam)
-		lock_xadd(&cam->frames_dequeued, 1);
-	return 0;
-}
-
-/* counted: enum vcam_path (driver/vcam-core.h) */
-#define PATH_ZERO_COPY	0
-#define PATH_COPY	1
-
+/* counted (the path) and bytes_copied are the driver's counters' business */
 int entry_frame_delivered(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
 			  u32 cap_index, u32 counted, u32 bytes_copied,
 			  u64 queued_ns)
@@ -379,14 +362,6 @@ int entry_frame_delivered(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
 	/* The frame left the pending list */
 	lock_xadd(&cam->out_depth, -1);
 	observe_depth(cam, H_OUT_DEPTH, cam->out_depth);
-	if (counted == PATH_ZERO_COPY)
-		lock_xadd(&cam->frames_zero_copy, 1);
-	else if (counted == PATH_COPY)
-		lock_xadd(&cam->frames_copied, 1);
-	else
-		lock_xadd(&cam->frames_errored, 1);
-	if (bytes_copied)
-		lock_xadd(&cam->bytes_copied, bytes_copied);
 
 	now = bpf_ktime_get_ns();
 	observe_ns(cam, H_DELIVERY, now - queued_ns);

@@ -105,7 +105,7 @@ def test_exposition_of_a_snapshot():
     assert value(series, "vcam_exporter_probe_missed_total", probe="kprobe:vcam_copy") == 0
     # a probe that is not attached has no miss count, rather than a false 0
     assert ("vcam_exporter_probe_missed_total", frozenset({("probe", "kprobe:vcam_frame_delivered")})) not in series
-    assert value(series, "vcam_exporter_scrape_success", source="bpf") == 1
+    assert value(series, "vcam_exporter_scrape_success") == 1
     assert ("vcam_exporter_scrape_duration_seconds", frozenset()) in series
 
 
@@ -150,7 +150,7 @@ def test_a_failing_source_is_a_failed_scrape_not_a_crash():
     logged = []
     registry = exporter.make_registry(FakeSource(error=RuntimeError("map gone")), log=logged.append)
     series = samples(exporter.generate_latest(registry).decode())
-    assert value(series, "vcam_exporter_scrape_success", source="bpf") == 0
+    assert value(series, "vcam_exporter_scrape_success") == 0
     assert not any(k[0].startswith("vcam_frames") for k in series)
     assert logged == ["scrape failed: map gone"]
 
@@ -273,3 +273,35 @@ def test_a_missing_symbol_is_named_and_the_rest_attaches(monkeypatch):
     symbols["vcam_copy"] = 0x1000
     p.refresh()
     assert all(p.attached().values())
+
+
+def test_the_table_reads_back_what_it_wrote():
+    """metrics.read_cameras() is the inverse of metrics.families(), through
+    the text format a scrape takes: every field, every histogram."""
+    snap = sample_snapshot()
+    quiet = metrics.CameraSample(device_nr=12, card="")   # nothing seen by the probes yet
+    snap.cameras.append(quiet)
+    text = exporter.render(FakeSource(snap)).decode()
+    read = metrics.read_cameras(text_string_to_metric_families(text))
+    assert [c.device for c in read] == ["video3", "video12"]
+    fields = [m.field for m in metrics.CAMERA_METRICS if m.field]
+    assert len(fields) == 13
+    for wrote, got in zip(snap.cameras, read):
+        for name in fields:
+            assert getattr(got, name) == getattr(wrote, name), name
+    cam = read[0]
+    assert set(cam.buckets) == {m.name for m in metrics.HISTOGRAMS}
+    assert cam.buckets[metrics.DELIVERY_LATENCY][-1] == (float("inf"), 10)
+    assert dict(cam.buckets[metrics.OUTPUT_DEPTH_SEEN])[2.0] == 4
+    assert cam.frames_delivered == 9
+
+
+def test_every_exposed_series_is_in_the_table_and_back():
+    text = exporter.render(FakeSource(sample_snapshot())).decode()
+    shown = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    assert shown == metrics.exposed_series()
+
+
+def test_the_readme_shows_the_table():
+    readme = (ROOT / "observe" / "README.md").read_text()
+    assert metrics.markdown_table() in readme, "regenerate it: python -m observe.metrics"

@@ -308,7 +308,7 @@ def test_every_probe_is_attached(url):
     series = scrape(url)
     attached = {dict(k[1])["probe"]: v for k, v in series.items() if k[0] == "vcam_exporter_probe_attached"}
     assert attached and all(v == 1 for v in attached.values()), attached
-    assert value(series, "vcam_exporter_scrape_success", source="bpf") == 1
+    assert value(series, "vcam_exporter_scrape_success") == 1
     assert value(series, "vcam_exporter_bpf_errors_total", kind="map_full") == 0
     # every attached probe reports its misses, and none missed a hit here
     missed = {dict(k[1])["probe"]: v for k, v in series.items() if k[0] == "vcam_exporter_probe_missed_total"}
@@ -352,7 +352,7 @@ def test_module_unloaded_and_loaded_again_under_the_exporter(exporter_proc):
         subprocess.run(["rmmod", "vcam"], check=True)
         series = scrape(url)
         assert vcam_probes_attached(series) == {0}
-        assert value(series, "vcam_exporter_scrape_success", source="bpf") == 1
+        assert value(series, "vcam_exporter_scrape_success") == 1
         assert not any(k[0] == "vcam_camera_info" for k in series)
         assert proc.poll() is None
     finally:

@@ -1,22 +1,18 @@
 """Helpers for tests of the lab itself: the runner as a module and as a command."""
 
-import importlib.machinery
 import importlib.util
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 TOP = Path(__file__).resolve().parent.parent
 VM_RUN = TOP / "lab" / "vm-run"
 
-
-def load_vm_run():
-    """lab/vm-run has no .py suffix; import it by path for its pure functions."""
-    loader = importlib.machinery.SourceFileLoader("vm_run", str(VM_RUN))
-    spec = importlib.util.spec_from_loader("vm_run", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+# The runner's logic is lab/vmrun.py (lab/vm-run is its command): lab/ on
+# the path makes it an ordinary import.
+sys.path.insert(0, str(TOP / "lab"))
+import vmrun  # noqa: E402
 
 
 def vm_run(*args, env=None, timeout=600):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from demo_output import check_demo_output
-from labtools import TOP, load_vm_run
+from labtools import TOP, vmrun
 
 pytestmark = pytest.mark.guest
 
@@ -28,7 +28,7 @@ def vcam_unloaded():
             subprocess.run(["insmod", str(MODULE)], check=True)
 
 
-@pytest.mark.skipif(load_vm_run().build_root_of(os.uname().release) is not None,
+@pytest.mark.skipif(vmrun.build_root_of(os.uname().release) is not None,
                     reason="this kernel's headers need the toolchain of their own build root (sid's for 7.2), "
                            "not this system's: the lab builds vcam for it there")
 def test_native_demo_builds_loads_runs_and_unloads(vcam_unloaded, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labtools import TOP, load_vm_run
+from labtools import TOP, vmrun
 
 pytestmark = pytest.mark.guest
 
@@ -42,7 +42,7 @@ def test_runs_as_root_in_the_project_with_the_venv_on_path():
     assert shutil.which("pytest") == str(TOP / ".venv" / "bin" / "pytest")
     release = os.uname().release
     series = os.environ.get("KERNEL", "6.12")
-    assert re.fullmatch(load_vm_run().KERNELS[series], release), release
+    assert re.fullmatch(vmrun.KERNELS[series], release), release
 
 
 @pytest.mark.every_kernel

@@ -12,9 +12,8 @@ import urllib.request
 
 import pytest
 
-from labtools import TOP, VM_RUN, free_port, load_vm_run, vm_run
-
-vm = load_vm_run()
+from labtools import TOP, VM_RUN, free_port, vm_run
+from labtools import vmrun as vm
 
 
 # --- pure logic ------------------------------------------------------------

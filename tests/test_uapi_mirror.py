@@ -1,9 +1,17 @@
 """The ctypes mirrors match the real headers: every size, offset and ioctl
 number of the vcam uAPI (driver/include/uapi/linux/vcam.h) and of the V4L2
-and DMA-BUF structures we use (the 6.12 uAPI headers), checked against a C
-program built with them. Runs anywhere (needs a C compiler, not the module)."""
+and DMA-BUF structures we use, checked against a C program built with the
+uAPI headers of each lab kernel (6.1, 6.12, 7.2: the installed headers of
+the kernel lab/vm-run boots for the series). Runs on the host (needs a C
+compiler and the kernels' headers, not the module).
+
+The headers are found the way the runner finds its kernel, never guessed:
+the kernel under test ($KERNEL, else the runner's default) must be there
+(make setup installs it) or the test fails; another series not installed
+is skipped, saying so. Nothing falls back to /usr/include's headers."""
 
 import ctypes
+import os
 import re
 import shutil
 import subprocess
@@ -11,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from labtools import vmrun
 from producer import dmabuf, uapi, v4l2
 
 HEADER_DIR = Path(__file__).resolve().parent.parent / "driver" / "include" / "uapi"
-# The guest kernel's uAPI headers; the distribution's (/usr/include) otherwise.
-KERNEL_UAPI = Path("/usr/src/linux-headers-6.12.117+deb12-common/include/uapi")
+# The series under test, as lab/vm-run and make choose it.
+UNDER_TEST = os.environ.get("KERNEL") or vmrun.DEFAULT_KERNEL
 
 STRUCTS = uapi.STRUCTS + v4l2.STRUCTS + dmabuf.STRUCTS
 IOCTLS = list(uapi.VcamIoctl) + list(v4l2.V4l2Ioctl) + list(dmabuf.DmaBufIoctl)
@@ -29,15 +38,37 @@ DMABUF_CONSTANTS = [name for name in dir(dmabuf) if name.startswith(("DMA_BUF_SY
 KERNEL_HEADERS = ("videodev2.h", "v4l2-common.h", "v4l2-controls.h", "dma-heap.h", "udmabuf.h", "dma-buf.h")
 
 
-def install_kernel_headers(dest: Path) -> list[str]:
-    """Make the 6.12 uAPI headers usable from user space the way the
+def kernel_uapi(series: str) -> Path:
+    """include/uapi of the newest installed kernel of SERIES (the one
+    lab/vm-run boots): /lib/modules/<version>/build is Debian's
+    linux-headers-<version>, whose Makefile includes its -common package's,
+    where the uAPI headers are (inside the kernel's build root for sid's);
+    a kernel tree of one's own has them in place."""
+    try:
+        version = vmrun.find_kernel(series)
+    except vmrun.RunnerError as e:
+        if series == UNDER_TEST:
+            pytest.fail(f"the uAPI headers of the kernel under test: {e}", pytrace=False)
+        pytest.skip(f"the {series} kernel is not installed (make setup KERNEL={series} installs it)")
+    build = Path("/lib/modules") / version / "build"
+    source = build
+    m = re.search(r"^include\s+(/\S+)/Makefile\s*$", (build / "Makefile").read_text(), re.M)
+    if m:
+        source = (vmrun.build_root_of(version) or Path("/")) / m[1].lstrip("/")
+    uapi_dir = source / "include" / "uapi"
+    missing = [name for name in KERNEL_HEADERS if not (uapi_dir / "linux" / name).is_file()]
+    if missing:
+        pytest.fail(f"{version}'s headers ({uapi_dir}) lack {', '.join(missing)}", pytrace=False)
+    return uapi_dir
+
+
+def install_kernel_headers(kernel_uapi_dir: Path, dest: Path) -> list[str]:
+    """Make a kernel's uAPI headers usable from user space the way the
     kernel's headers_install does (drop __user and friends and the
-    compiler.h include); -I options for them, or none to use /usr/include."""
-    if not KERNEL_UAPI.is_dir():
-        return []
+    compiler.h include); the -I options that put them first."""
     (dest / "linux").mkdir(parents=True)
     for name in KERNEL_HEADERS:
-        text = (KERNEL_UAPI / "linux" / name).read_text()
+        text = (kernel_uapi_dir / "linux" / name).read_text()
         text = re.sub(r"([\s(])(__user|__force|__iomem)\s", r"\1", text)
         text = text.replace("#include <linux/compiler.h>\n", "")
         (dest / "linux" / name).write_text(text)
@@ -61,8 +92,11 @@ def members(ctype, prefix: str = "", base: int = 0):
             yield from members(ftype, path + ".", offset)
 
 
-@pytest.fixture(scope="module")
-def c_layout(tmp_path_factory):
+@pytest.fixture(scope="module", params=sorted(vmrun.KERNELS, key=vmrun.version_key))
+def c_layout(request, tmp_path_factory):
+    """What a C program built with the vcam header and the uAPI headers of
+    one lab kernel says of every size, offset, ioctl and constant."""
+    kernel_uapi_dir = kernel_uapi(request.param)
     cc = shutil.which("cc") or shutil.which("gcc")
     if not cc:
         pytest.fail("no C compiler: install build-essential")
@@ -83,7 +117,7 @@ def c_layout(tmp_path_factory):
     src += "int main(void)\n{\n" + "\n".join(lines) + "\nreturn 0;\n}\n"
     d = tmp_path_factory.mktemp("uapi")
     (d / "layout.c").write_text(src)
-    include = ["-I", str(HEADER_DIR)] + install_kernel_headers(d / "kernel-uapi")
+    include = ["-I", str(HEADER_DIR)] + install_kernel_headers(kernel_uapi_dir, d / "kernel-uapi")
     subprocess.run([cc, "-std=gnu99", "-Wall", "-Werror", *include, "-o", str(d / "layout"), str(d / "layout.c")],
                    check=True)
     # The vcam header alone must also build with no padding anywhere.
@@ -124,3 +158,7 @@ def test_constants(c_layout):
     for module, names in ((uapi, VCAM_CONSTANTS), (v4l2, V4L2_CONSTANTS), (dmabuf, DMABUF_CONSTANTS)):
         for name in names:
             assert getattr(module, name) == c_layout[f"const {name}"], name
+
+
+def test_the_kernel_under_test_is_a_lab_kernel():
+    assert UNDER_TEST in vmrun.KERNELS, f"KERNEL={UNDER_TEST}: lab/vm-run knows {', '.join(vmrun.KERNELS)}"

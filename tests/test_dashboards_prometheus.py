@@ -12,19 +12,24 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
 
-from labtools import TOP, VM_RUN, free_port, load_dashboards_generator
+from labtools import TOP, VM_RUN, free_port
 
 DASH = TOP / "dashboards"
 PROM = DASH / "prometheus"
 SCRAPE = "2s"
 RATE_INTERVAL = "1m"       # what Grafana's $__rate_interval becomes here (>= 4 scrapes)
+# dashboards/ is a directory of the checkout, not an installed package
+sys.path.insert(0, str(TOP))
 
-
-gen = load_dashboards_generator()
+from dashboards.generator import main, rules  # noqa: E402
+from dashboards.generator.boards import DASHBOARDS  # noqa: E402
+from dashboards.generator.check import panel_exprs  # noqa: E402
+from dashboards.generator.config import CONFIG  # noqa: E402
 
 
 # Runs in the guest: exporter + producer + consumer until the host connects
@@ -142,10 +147,10 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
     port, stop_port, prom_port = free_port(), free_port(), free_port()
     config = tmp_path / "prometheus.yml"
     # the committed rule files, a scrape config of our own for the guest
-    config.write_text(gen.HEADER + gen.to_yaml({
+    config.write_text(main.to_yaml({
         "global": {"scrape_interval": SCRAPE, "scrape_timeout": SCRAPE, "evaluation_interval": SCRAPE},
         "rule_files": [str(PROM / "vcam-rules.yml"), str(PROM / "vcam-alerts.yml")],
-        "scrape_configs": [{"job_name": gen.CONFIG["job"], "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
+        "scrape_configs": [{"job_name": CONFIG["job"], "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}],
     }))
     guest_log, prom_log = tmp_path / "guest.log", tmp_path / "prometheus.log"
     base = f"http://127.0.0.1:{prom_port}"
@@ -172,10 +177,10 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
                    lambda: query(base, f'count_over_time(vcam_frames_delivered_total{{instance="{inst}", path="copy"}}[1m]) >= 6'
                                  f' and increase(vcam_frames_delivered_total[1m]) > 0'), deadline, alive)
         wait_until("the recording rules to be evaluated",
-                   lambda: all(query(base, name) for name, _ in gen.RECORDING), deadline, alive)
+                   lambda: all(query(base, name) for name, _ in rules.RECORDING), deadline, alive)
 
         failures = []
-        for fname in gen.DASHBOARDS:
+        for fname in DASHBOARDS:
             dash = json.loads((DASH / fname).read_text())
             # the variables, resolved as Grafana would
             var = {v["name"]: v for v in dash["templating"]["list"]}
@@ -185,7 +190,7 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
             devices = label_values(base, sel.replace("$instance", inst), "device")
             assert len(devices) == 1 and devices[0].startswith("video"), devices
             values = {"__rate_interval": RATE_INTERVAL, "instance": inst, "device": devices[0]}
-            for title, expr in gen.panel_exprs(dash):
+            for title, expr in panel_exprs(dash):
                 if title.startswith("variable "):
                     continue
                 expr = substitute(expr, values)
@@ -194,13 +199,13 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
                     failures.append(f"{fname}: panel '{title}': no data for {expr}")
         assert not failures, "\n".join(failures)
 
-        for name, _ in gen.RECORDING:
+        for name, _ in rules.RECORDING:
             series = query(base, f'{name}{{instance="{inst}"}}')
             assert series and all(s["metric"]["device"] == devices[0] for s in series), name
         # every rule, recording and alerting, evaluates without an error
         groups = api(base, "rules")["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        assert len(rules) == len(gen.RECORDING) + len(gen.ALERTS)
+        assert len(rules) == len(rules.RECORDING) + len(rules.ALERTS)
         assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     finally:
         request_guest_stop(stop_port)

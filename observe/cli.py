@@ -8,17 +8,67 @@ import socket
 import sys
 import threading
 
-EXAMPLES = """\
-examples:
+from producer import cliutil
+
+PRIVILEGES = "Loading the probes needs root (or CAP_BPF and CAP_PERFMON)."
+
+EXPORT_EXAMPLES = """\
   vcam-observe export                          # serve http://127.0.0.1:9477/metrics
   vcam-observe export --listen 0.0.0.0:9477    # reachable from other machines: your choice
-  vcam-observe dump                            # one scrape on stdout, then exit
-  vcam-observe probes --json                   # which probes attach on this kernel
-  vcam-observe top                             # live TUI from the probes in this process (root)
-  vcam-observe top --url http://lab1:9477/metrics --interval 0.5   # live TUI of a remote exporter
-  vcam-observe top --url http://lab1:9477/metrics --batch --duration 30  # a 30 s summary as text
+  vcam-observe export --listen [::1]:9100      # IPv6 loopback, another port
+"""
+EXPORT_STATUSES = """\
+  0    SIGINT or SIGTERM stopped the exporter (the probes are detached)
+  1    it could not start: the port is busy, no privileges for the probes, no bcc
+  2    usage error: a malformed --listen
+  130  SIGINT (143 SIGTERM) while the probes were still compiling
+"""
 
-Loading the probes needs root (or CAP_BPF and CAP_PERFMON).
+DUMP_EXAMPLES = """\
+  vcam-observe dump                            # one scrape on stdout, then exit
+  vcam-observe dump | promtool check metrics   # lint the exposition
+  vcam-observe dump | grep '^vcam_frames_'     # the frame counters only
+"""
+DUMP_STATUSES = """\
+  0    the scrape is on stdout
+  1    the probes could not be loaded (privileges, bcc); one line on stderr
+  2    usage error
+  130  SIGINT (143 SIGTERM) before the scrape was written
+"""
+
+PROBES_EXAMPLES = """\
+  vcam-observe probes                          # one line per attach point
+  vcam-observe probes --json                   # the same as a JSON object, name -> attached
+"""
+PROBES_STATUSES = """\
+  0    every probe attached on this kernel
+  1    some probe did not attach (listed as missing), or none could be loaded
+  2    usage error
+  130  SIGINT (143 SIGTERM) before the list was written
+"""
+
+TOP_EXAMPLES = """\
+  vcam-observe top                             # live view of the probes in this process (root)
+  vcam-observe top --url http://lab1:9477/metrics --interval 0.5   # live view of a remote exporter
+  vcam-observe top --url http://lab1:9477/metrics --batch --duration 30  # a 30 s summary as text
+"""
+TOP_STATUSES = """\
+  0    the live view was quit (q, or Ctrl-C in the view), or --batch printed its summary
+  1    no source: the probes could not be loaded, or the exporter did not answer
+  2    usage error: a bad --url, --interval or --duration
+  130  SIGINT (143 SIGTERM) during --batch, before the summary was printed
+"""
+
+MAIN_EPILOG = f"""\
+Each command's --help has its options, examples and exit statuses.
+
+exit status:
+  0    success
+  1    the run found something wrong, or could not be done (one line on stderr)
+  2    usage error: a bad option or value, no COMMAND
+  130  SIGINT (143 SIGTERM) where the command has no clean stop of its own
+
+{PRIVILEGES}
 """
 
 
@@ -26,24 +76,41 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="vcam-observe",
         description="Watch the vcam frame path: probes, a Prometheus exporter and a live TUI.",
-        epilog=EXAMPLES,
+        epilog=MAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version="%(prog)s 0.1.0")
+    cliutil.add_version(parser)
     # Hidden, as in bcc's tools: print the BPF program and exit.
     parser.add_argument("--ebpf", action="store_true", help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    export = sub.add_parser("export", help="serve the metrics for Prometheus",
-                            description="Serve the probes' metrics at http://ADDR:PORT/metrics.")
+    export = cliutil.subcommand(
+        sub, "export", help="serve the metrics for Prometheus",
+        description="Load the probes and serve their metrics at http://ADDR:PORT/metrics until SIGINT "
+                    "or SIGTERM; a vcam module loaded later is attached to when it appears.",
+        examples=EXPORT_EXAMPLES, statuses=EXPORT_STATUSES, note=PRIVILEGES)
     export.add_argument("--listen", default=None, metavar="ADDR:PORT",
                         help="where to listen (default 127.0.0.1:9477; exposing it wider is your choice)")
-    sub.add_parser("dump", help="print one scrape in the exposition format and exit")
-    probes = sub.add_parser("probes", help="attach, report which probes attached, exit")
+    export.set_defaults(parser=export)
+    dump = cliutil.subcommand(
+        sub, "dump", help="print one scrape in the exposition format and exit",
+        description="Load the probes, print what one scrape of the exporter would return "
+                    "(Prometheus text exposition format) and exit.",
+        examples=DUMP_EXAMPLES, statuses=DUMP_STATUSES, note=PRIVILEGES)
+    dump.set_defaults(parser=dump)
+    probes = cliutil.subcommand(
+        sub, "probes", help="attach, report which probes attached, exit",
+        description="Load the probes, report which attach points this kernel has (attached or missing) "
+                    "and exit.",
+        examples=PROBES_EXAMPLES, statuses=PROBES_STATUSES, note=PRIVILEGES)
     probes.add_argument("--json", action="store_true", help="machine-readable output")
-    top = sub.add_parser("top", help="live terminal view of every camera",
-                         description="A live view of every camera: rates, queues, latency. Reads the "
-                                     "probes in this process (root), or scrapes an exporter with --url.")
+    probes.set_defaults(parser=probes)
+    top = cliutil.subcommand(
+        sub, "top", help="live terminal view of every camera",
+        description="A live view of every camera: rates, queues, latency. Reads the probes in this "
+                    "process (root), or scrapes an exporter with --url. Without a terminal, or with "
+                    "--batch, it watches for --duration and prints a plain-text summary instead.",
+        examples=TOP_EXAMPLES, statuses=TOP_STATUSES, note="In the live view, ? lists the keys.")
     top.add_argument("--url", default=None, metavar="URL",
                      help="scrape this exporter (http://HOST:PORT/metrics) instead of loading the probes")
     top.add_argument("--interval", type=positive_seconds, default=1.0, metavar="SECONDS",
@@ -53,6 +120,7 @@ def build_parser():
                           "(the default when stdout is not a terminal)")
     top.add_argument("--duration", type=positive_seconds, default=10.0, metavar="SECONDS",
                      help="how long --batch watches (default 10)")
+    top.set_defaults(parser=top)
     return parser
 
 
@@ -67,11 +135,12 @@ def positive_seconds(text: str) -> float:
 
 
 def fail(message: str) -> int:
+    """An operational failure: one line on stderr, exit status 1."""
     print(f"vcam-observe: {message}", file=sys.stderr)
-    return 1
+    return cliutil.FAILED
 
 
-def run_export(listen: str | None) -> int:
+def run_export(parser: argparse.ArgumentParser, listen: str | None) -> int:
     from prometheus_client import start_http_server
 
     from . import exporter
@@ -80,8 +149,7 @@ def run_export(listen: str | None) -> int:
     try:
         addr, port = exporter.parse_listen(listen or exporter.DEFAULT_LISTEN)
     except ValueError as e:
-        print(f"vcam-observe: {e}", file=sys.stderr)
-        return 2
+        parser.error(str(e))
     # Fail fast on a busy port, before the ~15 s compile
     try:
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
@@ -111,7 +179,7 @@ def run_export(listen: str | None) -> int:
     stop.set()
     server.shutdown()
     source.close()
-    return 0
+    return cliutil.OK
 
 
 def run_dump() -> int:
@@ -126,7 +194,7 @@ def run_dump() -> int:
         sys.stdout.write(exporter.render(source).decode())
     finally:
         source.close()
-    return 0
+    return cliutil.OK
 
 
 def run_probes(as_json: bool) -> int:
@@ -146,15 +214,19 @@ def run_probes(as_json: bool) -> int:
     else:
         for name, ok in attached.items():
             print(f"{'attached' if ok else 'missing ':8}  {name}")
-    return 0 if all(attached.values()) else 1
+    missing = [name for name, ok in attached.items() if not ok]
+    if missing:
+        return fail(f"{len(missing)} of {len(attached)} probes did not attach: {', '.join(missing)}")
+    return cliutil.OK
 
 
-def run_top(url: str | None, interval: float, batch: bool, duration: float) -> int:
+def run_top(parser: argparse.ArgumentParser, url: str | None, interval: float, batch: bool,
+            duration: float) -> int:
+    if url is not None and not url.startswith(("http://", "https://")):
+        parser.error(f"--url wants http://HOST:PORT/metrics, got {url!r}")
     from . import tui
 
     if url is not None:
-        if not url.startswith(("http://", "https://")):
-            return fail(f"--url wants http://HOST:PORT/metrics, got {url!r}")
         source = tui.UrlSource(url)
     else:
         from .probes import ObserveError
@@ -165,6 +237,9 @@ def run_top(url: str | None, interval: float, batch: bool, duration: float) -> i
     try:
         if batch or not sys.stdout.isatty():
             return tui.batch(source, duration, sys.stdout)
+        # The live view restores the terminal when it quits; SIGTERM keeps
+        # its default action there rather than raising into Textual's loop.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         return tui.run(source, interval)
     finally:
         close = getattr(source, "close", None)
@@ -178,17 +253,22 @@ def main(argv=None):
     if args.ebpf:
         from .probes import program_text
         sys.stdout.write(program_text())
-        return 0
-    if args.command == "export":
-        return run_export(args.listen)
-    if args.command == "dump":
-        return run_dump()
-    if args.command == "probes":
-        return run_probes(args.json)
-    if args.command == "top":
-        return run_top(args.url, args.interval, args.batch, args.duration)
-    parser.print_help()
-    return 0
+        return cliutil.OK
+    if args.command is None:
+        parser.error("the following arguments are required: COMMAND")
+    try:
+        with cliutil.terminate_unwinds():
+            if args.command == "export":
+                return run_export(args.parser, args.listen)
+            if args.command == "dump":
+                return run_dump()
+            if args.command == "probes":
+                return run_probes(args.json)
+            return run_top(args.parser, args.url, args.interval, args.batch, args.duration)
+    except KeyboardInterrupt:
+        return cliutil.SIGINT_STATUS
+    except cliutil.Terminated:
+        return cliutil.SIGTERM_STATUS
 
 
 if __name__ == "__main__":

@@ -7,37 +7,64 @@ import json
 import re
 import sys
 
-from . import formats, uapi
+from . import cliutil, formats, uapi
 from .control import CONTROL_NODE
 from .dmabuf import NO_ALLOCATOR
 from .errors import PATTERNS, SourceError
 from .share import ShareError
 
-EXAMPLES = """\
-examples:
+RUN_EXAMPLES = """\
   vcam-producer run --size 1280x720 --fps 30 --pattern counter --label "Lab Cam"
   vcam-producer run --input clip.mp4 --loop --size 640x480 --format NV12
   vcam-producer run --input /dev/video0 --size 640x480          # a real camera, re-published
   vcam-producer run --pattern gradient --fps 0 --frames 1000 --share /tmp/vcam.sock --json
+"""
+RUN_STATUSES = """\
+  0    the run ended: --frames reached, the input ended, or SIGINT/SIGTERM
+       stopped it at a clean point (the report's stopped_by names the signal)
+  1    the camera could not be made or fed: no /dev/vcam, no permission, an
+       unreadable input, a --share socket in use, a driver error during the run
+  2    usage error: a bad option or value (--size, --fps, --slots, --label, ...)
+  130  SIGINT (143 SIGTERM) during set-up, before the first frame; the camera
+       is removed all the same
+"""
+
+CONSUME_EXAMPLES = """\
   vcam-producer consume --device /dev/video1 --frames 300 --verify
   vcam-producer consume --import /tmp/vcam.sock --frames 1000 --verify --json   # zero-copy
+  vcam-producer consume --device /dev/video1 --memory userptr --frames 0       # until Ctrl-C
+"""
+CONSUME_STATUSES = """\
+  0    every frame arrived, in order and (with --verify) whole: N frames, or with
+       --frames 0 every frame until SIGINT/SIGTERM ended the capture
+  1    something was wrong: a frame missing, out of order, torn, corrupt or
+       error-flagged; fewer than N frames (no frame within --timeout, the camera
+       went away, a signal); or the camera or socket could not be opened
+  2    usage error: a bad option or value, no --device or --import
+  130  SIGINT (143 SIGTERM) before the capture started
+"""
+
+TOP_EPILOG = """\
+Each command's --help has its options, examples and exit statuses.
+
+exit status:
+  0    success
+  1    the run found something wrong, or could not be done (one line on stderr)
+  2    usage error: a bad option or value, no COMMAND
+  130  SIGINT (143 SIGTERM) where the command has no clean stop of its own
 """
 
 LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 ]*[A-Za-z0-9])?$")
 
 
-class UsageError(Exception):
-    """Bad input: one line, exit status 2."""
-
-
-def _size(text: str) -> tuple[int, int]:
+def _size(parser: argparse.ArgumentParser, text: str) -> tuple[int, int]:
     m = re.fullmatch(r"(\d{1,5})x(\d{1,5})", text)
     if not m:
-        raise UsageError(f"bad --size {text!r}: expected WIDTHxHEIGHT, e.g. 640x480")
+        parser.error(f"bad --size {text!r}: expected WIDTHxHEIGHT, e.g. 640x480")
     w, h = int(m[1]), int(m[2])
     lo, hi = uapi.VCAM_MIN_WIDTH, uapi.VCAM_MAX_WIDTH
     if not (lo <= w <= hi and lo <= h <= uapi.VCAM_MAX_HEIGHT):
-        raise UsageError(f"bad --size {text}: width and height must be {lo}..{hi}")
+        parser.error(f"bad --size {text}: width and height must be {lo}..{hi}")
     return w, h
 
 
@@ -45,14 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vcam-producer",
         description="Turn frames into a vcam virtual camera, and check what a consumer receives.",
-        epilog=EXAMPLES,
+        epilog=TOP_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version="%(prog)s 0.1.0")
+    cliutil.add_version(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    run = sub.add_parser("run", help="create a camera and feed it frames",
-                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run = cliutil.subcommand(
+        sub, "run", help="create a camera and feed it frames",
+        description="Create a vcam camera and feed it frames from a test pattern, an image, a video or "
+                    "another camera, paced at --fps, until --frames, the input's end or SIGINT/SIGTERM. "
+                    "Prints the new /dev/videoN (or, with --json, a ready line and the report). "
+                    "Needs /dev/vcam (the vcam module) and permission to open it.",
+        examples=RUN_EXAMPLES, statuses=RUN_STATUSES)
+    run.set_defaults(handler=cmd_run, parser=run)
     run.add_argument("--size", default="640x480", help="WIDTHxHEIGHT (default 640x480)")
     run.add_argument("--format", default="YUYV",
                      help=f"pixel format fourcc: {', '.join(formats.FORMATS)} (default YUYV)")
@@ -72,8 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-header", action="store_true", help="no integrity header in the frames")
     run.add_argument("--json", action="store_true", help="JSON lines: the camera when ready, the report at the end")
 
-    con = sub.add_parser("consume", help="capture frames and report what arrived",
-                         epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    con = cliutil.subcommand(
+        sub, "consume", help="capture frames and report what arrived",
+        description="The reference consumer: capture N frames from a camera (any V4L2 capture device, "
+                    "or zero-copy into a producer's DMA-BUFs with --import) and report sequence gaps, "
+                    "order, torn or corrupt frames (--verify) and latency.",
+        examples=CONSUME_EXAMPLES, statuses=CONSUME_STATUSES)
+    con.set_defaults(handler=cmd_consume, parser=con)
     con.add_argument("--device", help="/dev/videoN (default: the one --import names)")
     con.add_argument("--memory", choices=("mmap", "userptr", "dmabuf"), default="mmap", help="capture memory (default mmap)")
     con.add_argument("--import", dest="import_socket", metavar="SOCKET",
@@ -96,32 +134,52 @@ def _open_error(e: OSError, path: str) -> str:
     return f"{path}: {e.strerror or e}"
 
 
+def check_run(parser: argparse.ArgumentParser, args) -> tuple[int, int, formats.PixelFormat, bool]:
+    """Every value run takes, checked before anything is opened; a bad one
+    is a usage error (status 2) naming its option."""
+    width, height = _size(parser, args.size)
+    try:
+        fmt = formats.lookup(args.format)
+    except ValueError as e:
+        parser.error(f"bad --format: {e}")
+    if width % fmt.hstep or height % fmt.vstep:
+        parser.error(f"bad --size {args.size}: {fmt.fourcc} needs a width divisible by {fmt.hstep}"
+                     f" and a height divisible by {fmt.vstep}")
+    if not 0 <= args.fps <= 1000:
+        parser.error(f"bad --fps {args.fps:g}: 0 (unpaced) or up to 1000")
+    if not uapi.VCAM_MIN_FRAMES <= args.slots <= uapi.VCAM_MAX_FRAMES:
+        parser.error(f"bad --slots {args.slots}: {uapi.VCAM_MIN_FRAMES}..{uapi.VCAM_MAX_FRAMES}")
+    if args.frames is not None and args.frames < 1:
+        parser.error(f"bad --frames {args.frames}: at least 1")
+    if not LABEL.match(args.label) or len(args.label.encode()) >= uapi.VCAM_LABEL_MAX:
+        parser.error(f"bad --label {args.label!r}: letters, digits and inner spaces, "
+                     f"under {uapi.VCAM_LABEL_MAX} characters")
+    header = not args.no_header
+    if header and fmt.frame_size(width, height) <= 64:
+        parser.error(f"bad --size {args.size}: too small for the integrity header (use --no-header)")
+    return width, height, fmt, header
+
+
+def check_consume(parser: argparse.ArgumentParser, args) -> None:
+    if args.frames < 0:
+        parser.error(f"bad --frames {args.frames}: 0 (until stopped) or more")
+    if not 1 <= args.buffers <= 32:
+        parser.error(f"bad --buffers {args.buffers}: 1..32")
+    if not 0 < args.timeout <= 3600:
+        parser.error(f"bad --timeout {args.timeout:g}: more than 0, up to 3600 seconds")
+    if not args.device and not args.import_socket:
+        parser.error("say which camera: --device /dev/videoN or --import SOCKET")
+    if args.import_socket and args.memory not in ("mmap", "dmabuf"):
+        parser.error("--import captures into DMA-BUFs; it cannot be combined with --memory userptr")
+
+
 def cmd_run(args) -> int:
     from .camera import VirtualCamera
     from .produce import Producer
     from .share import ShareServer
     from .sources import open_source
 
-    width, height = _size(args.size)
-    try:
-        fmt = formats.lookup(args.format)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    if width % fmt.hstep or height % fmt.vstep:
-        raise UsageError(f"bad --size {args.size}: {fmt.fourcc} needs a width divisible by {fmt.hstep}"
-                         f" and a height divisible by {fmt.vstep}")
-    if not 0 <= args.fps <= 1000:
-        raise UsageError(f"bad --fps {args.fps:g}: 0 (unpaced) or up to 1000")
-    if not uapi.VCAM_MIN_FRAMES <= args.slots <= uapi.VCAM_MAX_FRAMES:
-        raise UsageError(f"bad --slots {args.slots}: {uapi.VCAM_MIN_FRAMES}..{uapi.VCAM_MAX_FRAMES}")
-    if args.frames is not None and args.frames < 1:
-        raise UsageError(f"bad --frames {args.frames}: at least 1")
-    if not LABEL.match(args.label) or len(args.label.encode()) >= uapi.VCAM_LABEL_MAX:
-        raise UsageError(f"bad --label {args.label!r}: letters, digits and inner spaces, under {uapi.VCAM_LABEL_MAX} characters")
-    header = not args.no_header
-    if header and fmt.frame_size(width, height) <= 64:
-        raise UsageError(f"bad --size {args.size}: too small for the integrity header (use --no-header)")
-
+    width, height, fmt, header = check_run(args.parser, args)
     source = open_source(fmt, width, height, pattern=args.pattern, input_path=args.input, loop=args.loop)
     cam = share = None
     try:
@@ -158,20 +216,13 @@ def cmd_run(args) -> int:
     else:
         print(f"{report.frames_queued} frames in {report.elapsed_s:.1f} s ({report.fps:.1f} fps), "
               f"{report.late} late, {report.slots_returned} slots returned", file=sys.stderr)
-    return 0
+    return cliutil.OK
 
 
 def cmd_consume(args) -> int:
     from .consume import consume
 
-    if args.frames < 0:
-        raise UsageError(f"bad --frames {args.frames}: 0 (until stopped) or more")
-    if not 1 <= args.buffers <= 32:
-        raise UsageError(f"bad --buffers {args.buffers}: 1..32")
-    if not args.device and not args.import_socket:
-        raise UsageError("say which camera: --device /dev/videoN or --import SOCKET")
-    if args.import_socket and args.memory not in ("mmap", "dmabuf"):
-        raise UsageError("--import captures into DMA-BUFs; it cannot be combined with --memory userptr")
+    check_consume(args.parser, args)
     try:
         report = consume(args.device, args.memory, args.frames, args.verify, args.import_socket,
                          args.buffers, args.timeout)
@@ -188,7 +239,22 @@ def cmd_consume(args) -> int:
             print(f"latency ms: p50 {lat['p50']}  p90 {lat['p90']}  p99 {lat['p99']}  max {lat['max']}")
         if report.ended:
             print(f"stopped early: {report.ended}")
-    return 0 if report.ok and (args.frames == 0 or report.frames == args.frames) else 1
+    problems = consume_problems(report, args.frames)
+    if problems:
+        print(f"vcam-producer consume: not ok: {problems}", file=sys.stderr)
+        return cliutil.FAILED
+    return cliutil.OK
+
+
+def consume_problems(report, wanted: int) -> str:
+    """What a capture found wrong, in one line; empty when nothing was."""
+    found = [f"{n} {what}" for n, what in ((report.sequence_gaps, "missing"), (report.out_of_order, "out of order"),
+                                           (report.torn, "torn"), (report.corrupt, "corrupt"),
+                                           (report.errored, "error-flagged")) if n]
+    if report.ended or (wanted and report.frames != wanted):
+        of = f" of {wanted}" if wanted else ""
+        found.append(f"{report.frames}{of} frames" + (f" ({report.ended})" if report.ended else ""))
+    return ", ".join(found)
 
 
 class UserFacingError(Exception):
@@ -198,20 +264,19 @@ class UserFacingError(Exception):
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    handler = {"run": cmd_run, "consume": cmd_consume}[args.command]
     try:
-        return handler(args)
-    except UsageError as e:
-        print(f"vcam-producer {args.command}: {e}", file=sys.stderr)
-        return 2
+        with cliutil.terminate_unwinds():
+            return args.handler(args)
     except (UserFacingError, SourceError, ShareError) as e:
         print(f"vcam-producer {args.command}: {e}", file=sys.stderr)
-        return 1
+        return cliutil.FAILED
     except OSError as e:
         print(f"vcam-producer {args.command}: {e.strerror or e}", file=sys.stderr)
-        return 1
+        return cliutil.FAILED
     except KeyboardInterrupt:
-        return 130
+        return cliutil.SIGINT_STATUS
+    except cliutil.Terminated:
+        return cliutil.SIGTERM_STATUS
 
 
 if __name__ == "__main__":

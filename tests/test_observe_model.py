@@ -194,10 +194,11 @@ def test_ebpf_flag_is_hidden():
     assert "--ebpf" not in cli.build_parser().format_help()
 
 
-def test_bad_listen_is_one_line():
+def test_bad_listen_is_a_usage_error():
     r = run_cli("export", "--listen", "nonsense")
     assert r.returncode == 2
-    assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("vcam-observe: --listen wants ADDR:PORT")
+    assert r.stderr.startswith("usage: vcam-observe export ") and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.splitlines()[-1].startswith("vcam-observe export: error: --listen wants ADDR:PORT"), r.stderr
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")

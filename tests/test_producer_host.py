@@ -24,6 +24,16 @@ def one_line_error(r, code: int, text: str) -> None:
     assert text in lines[0], lines[0]
 
 
+def usage_error(r, command: str, text: str) -> None:
+    """argparse's way, status 2: the usage, then one line naming the problem."""
+    assert r.returncode == 2, r.stderr
+    assert r.stdout == ""
+    assert r.stderr.startswith(f"usage: vcam-producer {command} "), r.stderr
+    assert "Traceback" not in r.stderr
+    last = r.stderr.splitlines()[-1]
+    assert last.startswith(f"vcam-producer {command}: error: ") and text in last, last
+
+
 @pytest.mark.parametrize("args, text", [
     (["--size", "0x480"], "width and height must be 2..8192"),
     (["--size", "99999x2"], "width and height must be 2..8192"),
@@ -40,7 +50,7 @@ def one_line_error(r, code: int, text: str) -> None:
     (["--size", "4x4"], "too small for the integrity header"),
 ])
 def test_run_rejects_bad_options(args, text):
-    one_line_error(run_cli(["run", *args], env=MISSING_NODE), 2, text)
+    usage_error(run_cli(["run", *args], env=MISSING_NODE), "run", text)
 
 
 def test_run_without_the_module():
@@ -71,9 +81,9 @@ def test_consume_from_a_socket_nobody_listens_on(tmp_path):
 
 
 def test_consume_needs_a_device():
-    one_line_error(run_cli(["consume"]), 2, "--device /dev/videoN or --import SOCKET")
-    one_line_error(run_cli(["consume", "--device", "/dev/video-none", "--frames", "-1"]), 2,
-                   "bad --frames -1: 0 (until stopped) or more")
+    usage_error(run_cli(["consume"]), "consume", "--device /dev/videoN or --import SOCKET")
+    usage_error(run_cli(["consume", "--device", "/dev/video-none", "--frames", "-1"]), "consume",
+                "bad --frames -1: 0 (until stopped) or more")
     one_line_error(run_cli(["consume", "--device", "/dev/video-none"]), 1, "No such file or directory")
 
 

@@ -1,0 +1,75 @@
+"""What vcam-producer and vcam-observe share as command lines: the version
+(from the installed distribution's metadata), the exit statuses and the
+way a signal during set-up ends a command.
+
+Exit statuses, the same in both commands:
+    0    success
+    1    the run found something wrong, or could not be done (one line on stderr)
+    2    a usage error: a bad option or value, a missing command (argparse's usage and message)
+    130  SIGINT, 143 SIGTERM, where a command has no clean stop of its own (see each --help)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import signal
+import textwrap
+import threading
+from importlib import metadata
+
+DISTRIBUTION = "vcam"  # [project] name in pyproject.toml
+
+OK, FAILED, USAGE = 0, 1, 2
+SIGINT_STATUS, SIGTERM_STATUS = 128 + signal.SIGINT, 128 + signal.SIGTERM
+
+
+def version() -> str:
+    """The installed distribution's version; pyproject.toml holds the one copy."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+
+
+def epilog(examples: str, statuses: str, note: str = "") -> str:
+    """A --help epilog: the examples, then the exit statuses, then a note."""
+    text = "examples:\n" + examples.rstrip("\n") + "\n\nexit status:\n" + statuses.rstrip("\n") + "\n"
+    return text + (f"\n{note.rstrip()}\n" if note else "")
+
+
+def subcommand(sub, name: str, help: str, description: str, examples: str, statuses: str,
+               note: str = "") -> argparse.ArgumentParser:
+    """A subcommand with its own description, examples and exit statuses."""
+    return sub.add_parser(name, help=help, description=textwrap.fill(description, 79),
+                          epilog=epilog(examples, statuses, note),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so that set-up unwinds (cameras
+    closed, sockets removed) before the command exits with 143."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def terminate_unwinds():
+    """While the command runs, SIGTERM raises Terminated in the main thread
+    (as SIGINT raises KeyboardInterrupt); a command's own clean stop (the
+    producer loop, the exporter) replaces it while it runs. The previous
+    handler comes back afterwards, for callers of main() as a library."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)

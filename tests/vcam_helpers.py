@@ -1,9 +1,17 @@
-"""Helpers for the guest tests of the vcam driver, built on the producer
-package: its capture consumer, its camera, its sysfs readers."""
+"""Helpers for the tests, each written once: waiting for a condition, the
+kernel's version, a thread proven blocked in an ioctl, vivid's capture
+node, a consumer's capture set-up; and for the guest tests of the vcam
+driver, built on the producer package: its capture consumer, its camera,
+its sysfs readers."""
 
 import errno
+import os
+import platform
+import re
 import select
+import subprocess
 import time
+from pathlib import Path
 
 from producer import v4l2
 from producer.camera import VirtualCamera
@@ -11,6 +19,90 @@ from producer.capture import CAP, Capture  # noqa: F401  (re-exported for the te
 from producer.control import Control
 from producer.dmabuf import DmaBuf, system_allocator
 from producer.sysfs import stats, video_nodes  # noqa: F401
+
+
+def wait_until(predicate, timeout: float = 30.0, what: str = "the condition", interval: float = 0.05,
+               ignore: tuple[type[BaseException], ...] = ()):
+    """Poll predicate() until it is true and return its value; an
+    AssertionError naming WHAT after TIMEOUT seconds. Exceptions of the
+    types in IGNORE count as not yet (a server not listening yet, say)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except ignore:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def kernel_version(release: str | None = None) -> tuple[int, ...]:
+    """The numeric version of a kernel release (this kernel's by default) as
+    a tuple of integers to compare: '6.12.117+deb12-amd64' -> (6, 12, 117),
+    which is after (6, 8) as a string comparison would not have it."""
+    release = os.uname().release if release is None else release
+    m = re.match(r"\d+(?:\.\d+)*", release)
+    if not m:
+        raise ValueError(f"not a kernel release: {release!r}")
+    return tuple(int(part) for part in m[0].split("."))
+
+
+# --- a thread blocked in a system call ------------------------------------------
+
+# System call numbers of the lab's architectures, for /proc's syscall file.
+SYSCALLS = {"x86_64": {"read": 0, "ioctl": 16}, "aarch64": {"read": 63, "ioctl": 29}}[platform.machine()]
+
+
+def sleeping_in(tid: int, call: str, *args: int) -> bool:
+    """Whether thread TID of this process sleeps in system call CALL with
+    ARGS as its first arguments: its state is S (an interruptible sleep)
+    and /proc's syscall file names the call and its arguments."""
+    task = Path(f"/proc/self/task/{tid}")
+    state = (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    nr, *regs = (task / "syscall").read_text().split()
+    return (state == "S" and nr == str(SYSCALLS[call]) and len(regs) >= len(args)
+            and all(int(reg, 16) == arg & 0xFFFFFFFFFFFFFFFF for reg, arg in zip(regs, args)))
+
+
+def wait_blocked(tid: int, call: str, *args: int, timeout: float = 30.0) -> None:
+    """Return once thread TID sleeps in CALL(*ARGS, ...): what comes next
+    (the wake-up) is then known to find it blocked, not on its way there.
+    A thread's TID is its threading.Thread.native_id."""
+    wait_until(lambda: sleeping_in(tid, call, *args), timeout,
+               f"thread {tid} to block in {call}({', '.join(hex(a) for a in args)}, ...)", interval=0.01)
+
+
+# --- nodes and capture ------------------------------------------------------------
+
+
+def video_node(name: str) -> str:
+    """/dev/videoN of the V4L2 node whose name is NAME."""
+    for entry in sorted(Path("/sys/class/video4linux").iterdir()):
+        if (entry / "name").read_text().strip() == name:
+            return f"/dev/{entry.name}"
+    raise AssertionError(f"no video node named {name}")
+
+
+def vivid_capture_node(*modprobe_args: str) -> str:
+    """vivid loaded (with MODPROBE_ARGS if it was not yet), its first
+    capture node: the V4L2 reference driver, a peer for vcam."""
+    subprocess.run(["modprobe", "vivid", *modprobe_args], check=True)
+    return video_node("vivid-000-vid-cap")
+
+
+def start_capture(cap: Capture, count: int, memory: int = v4l2.V4L2_MEMORY_MMAP, imports=None) -> None:
+    """The consumer's set-up: COUNT buffers of MEMORY, every one queued
+    (with DMABUF, buffer i importing the DMA-BUF imports[i]), then STREAMON."""
+    cap.reqbufs(count, memory)
+    for i in range(count):
+        if imports is None:
+            cap.qbuf(i)
+        else:
+            cap.qbuf(i, imports[i].fd, imports[i].size)
+    cap.streamon()
 
 
 class Camera(VirtualCamera):

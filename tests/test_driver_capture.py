@@ -3,13 +3,14 @@
 import errno
 import os
 import time
+from pathlib import Path
 
 import pytest
 
 from producer import v4l2
 from producer.ioctl import ioctl
 from producer.v4l2 import V4l2Ioctl
-from vcam_helpers import Camera, Capture, expect_errno, stats
+from vcam_helpers import Camera, Capture, expect_errno, start_capture, stats
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
@@ -131,10 +132,7 @@ def test_input(cam):
 def test_sequence_restarts_at_each_streamon(cam, memory):
     with Capture(cam.video) as cap:
         for _ in range(2):
-            cap.reqbufs(3, memory)
-            for i in range(3):
-                cap.qbuf(i)
-            cap.streamon()
+            start_capture(cap, 3, memory)
             seqs = []
             for n in range(3):
                 cam.fill_and_queue(n, 0x40 + n)
@@ -162,12 +160,18 @@ def test_producer_timestamp_on_capture_buffer(cam):
 
 
 def test_expbuf_exports_mmap_buffers(cam):
+    """EXPBUF hands out an MMAP buffer's own memory as a DMA-BUF, which the
+    producer may queue: the frame captured into buffer 1 is what was
+    written into buffer 0's mapping."""
     with Capture(cam.video) as cap:
         cap.reqbufs(2)
         fd = v4l2.expbuf(cap.fd, 0)
         try:
-            assert os.readlink(f"/proc/self/fd/{fd}").startswith("/dmabuf:") or True
-            # the exported buffer is a DMA-BUF the producer may queue
+            # a DMA-BUF (dma-buf's own file system and fdinfo), of the buffer's size
+            assert os.readlink(f"/proc/self/fd/{fd}").startswith("/dmabuf:")
+            info = dict(line.split(":", 1) for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines())
+            assert "exp_name" in info and int(info["size"]) == len(cap.maps[0]), info
+            cap.maps[0][: cam.size] = b"\x5a" * cam.size
             cam.ctl.queue(0, fd)
         finally:
             os.close(fd)
@@ -175,4 +179,5 @@ def test_expbuf_exports_mmap_buffers(cam):
         cap.streamon()
         b = cap.dqbuf()
         assert b.index == 1 and b.bytesused == cam.size
+        assert cap.data(b) == b"\x5a" * cam.size
         cap.streamoff()

@@ -3,22 +3,13 @@
 import os
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
-from vcam_helpers import Camera, ProducerThread
+from vcam_helpers import Camera, ProducerThread, kernel_version, vivid_capture_node
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
-
-
-def vivid_capture_node() -> str:
-    subprocess.run(["modprobe", "vivid"], check=True)
-    for node in sorted(Path("/sys/class/video4linux").iterdir()):
-        if (node / "name").read_text().strip() == "vivid-000-vid-cap":
-            return f"/dev/{node.name}"
-    pytest.fail("vivid loaded but has no vivid-000-vid-cap node")
 
 
 def compliance_tool() -> str:
@@ -29,7 +20,7 @@ def compliance_tool() -> str:
     out = subprocess.run([tool, "--version"], capture_output=True, text=True).stdout
     m = re.search(r"v4l2-compliance (\d+)\.(\d+)", out)
     assert m, f"{tool} --version: {out!r}"
-    if (int(m[1]), int(m[2])) < (1, 26) and os.uname().release >= "6.8":
+    if (int(m[1]), int(m[2])) < (1, 26) and kernel_version() >= (6, 8):
         pytest.fail(f"{tool} is {m[1]}.{m[2]}: too old for this kernel; set V4L2_COMPLIANCE to v4l2-compliance >= 1.26")
     return tool
 

@@ -16,7 +16,7 @@ from producer import uapi, v4l2
 from producer.control import Control
 from producer.ioctl import IOWR, ioctl
 from producer.uapi import VcamIoctl
-from vcam_helpers import Capture, Camera, expect_errno
+from vcam_helpers import Capture, Camera, expect_errno, sleeping_in, wait_blocked, wait_until
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
@@ -206,24 +206,42 @@ class Interrupted(Exception):
 
 
 @contextlib.contextmanager
-def signal_after(seconds: float):
-    """Deliver SIGALRM after SECONDS; the blocked call must end in Interrupted."""
+def signal_once_blocked(fd: int, request: int):
+    """Deliver SIGALRM to this thread once it sleeps in ioctl(fd, request)
+    (not on a timer, which may fire before the call blocks); the blocked
+    call must end in Interrupted."""
     def handler(signum, frame):
         raise Interrupted()
 
+    me, ident = threading.get_native_id(), threading.get_ident()
+    done, fired = threading.Event(), threading.Event()
+
+    def fire():
+        try:
+            wait_until(lambda: done.is_set() or sleeping_in(me, "ioctl", fd, request), 60,
+                       f"the call to block in ioctl {request:#x}", interval=0.01)
+        except AssertionError:
+            return
+        if not done.is_set():
+            fired.set()
+            signal.pthread_kill(ident, signal.SIGALRM)
+
     old = signal.signal(signal.SIGALRM, handler)
+    killer = threading.Thread(target=fire)
     try:
-        signal.setitimer(signal.ITIMER_REAL, seconds)
+        killer.start()
         with pytest.raises(Interrupted):
             yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        done.set()
+        killer.join(10)
         signal.signal(signal.SIGALRM, old)
+    assert fired.is_set()
 
 
 def test_blocking_dequeue_interrupted_by_signal(ctl):
     create(ctl)
-    with signal_after(0.5):
+    with signal_once_blocked(ctl.fd, VcamIoctl.VCAM_IOC_DEQUEUE):
         ctl.dequeue()
     # still usable
     assert ctl.status() == uapi.VCAM_STATUS_IDLE
@@ -296,8 +314,7 @@ def test_wait_streaming_returns_when_consumer_starts():
 
         t = threading.Thread(target=waiter)
         t.start()
-        time.sleep(0.5)
-        assert t.is_alive()
+        wait_blocked(t.native_id, "ioctl", cam.ctl.fd, VcamIoctl.VCAM_IOC_WAIT)
         with Capture(cam.video) as cap:
             cap.reqbufs(2)
             started = time.monotonic()
@@ -311,7 +328,7 @@ def test_wait_streaming_returns_when_consumer_starts():
 
 def test_wait_interrupted_by_signal(ctl):
     create(ctl)
-    with signal_after(0.3):
+    with signal_once_blocked(ctl.fd, VcamIoctl.VCAM_IOC_WAIT):
         ctl.wait(uapi.VCAM_STATUS_STREAMING)
 
 

@@ -8,7 +8,6 @@ import errno
 import mmap
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from producer import uapi, v4l2
 from producer.control import Control
 from producer.dmabuf import DmaBuf
 from producer.ioctl import ioctl
-from vcam_helpers import Capture, expect_errno, stats
+from vcam_helpers import Capture, expect_errno, start_capture, stats, wait_blocked
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
@@ -49,10 +48,7 @@ def stream_nine_frames(ctl, cap, maps, first_byte, read, requeue):
 def test_frames_from_driver_buffers(ctl):
     maps = [ctl.map_slot(i) for i in range(3)]
     with Capture(ctl.video_path) as cap:
-        cap.reqbufs(3)
-        for i in range(3):
-            cap.qbuf(i)
-        cap.streamon()
+        start_capture(cap, 3)
         stream_nine_frames(ctl, cap, maps, 0x60, read=cap.data, requeue=lambda b: cap.qbuf(b.index))
         cap.streamoff()
     assert stats(ctl.device_nr)["frames_copied"] == 9
@@ -63,9 +59,7 @@ def test_frames_from_driver_buffers(ctl):
 def test_queue_without_mapping_allocates(ctl):
     ctl.queue_driver_buffer(1)  # zero-filled buffer, still a frame
     with Capture(ctl.video_path) as cap:
-        cap.reqbufs(1)
-        cap.qbuf(0)
-        cap.streamon()
+        start_capture(cap, 1)
         assert cap.data(cap.dqbuf()) == bytes(ctl.frame_size)
         cap.streamoff()
 
@@ -208,7 +202,7 @@ def test_blocked_dequeue_wakes_for_driver_buffer_frames(ctl):
     with Capture(ctl.video_path) as cap:
         cap.reqbufs(1)
         cap.qbuf(0)
-        time.sleep(0.3)  # let the thread block in DEQUEUE
+        wait_blocked(t.native_id, "ioctl", ctl.fd, uapi.VcamIoctl.VCAM_IOC_DEQUEUE)
         cap.streamon()
         cap.dqbuf()
         t.join(10)

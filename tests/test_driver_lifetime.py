@@ -1,19 +1,19 @@
 """Lifetime: the camera goes away with its control file, memory goes away
 with its last user, the module with its last camera."""
 
+import contextlib
 import errno
 import os
 import select
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from producer import v4l2
 from producer.control import Control
-from vcam_helpers import Camera, Capture, ProducerThread, video_nodes
+from vcam_helpers import Camera, Capture, ProducerThread, start_capture, video_nodes, wait_blocked, wait_until
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
@@ -26,10 +26,7 @@ def test_close_control_while_consumer_blocks_in_dqbuf():
     video = cam.video
     cap = Capture(video, nonblock=False)
     try:
-        cap.reqbufs(2)
-        cap.qbuf(0)
-        cap.qbuf(1)
-        cap.streamon()
+        start_capture(cap, 2)
         result = {}
 
         def consumer():
@@ -41,8 +38,7 @@ def test_close_control_while_consumer_blocks_in_dqbuf():
 
         t = threading.Thread(target=consumer)
         t.start()
-        time.sleep(0.5)
-        assert t.is_alive()
+        wait_blocked(t.native_id, "ioctl", cap.fd, v4l2.V4l2Ioctl.VIDIOC_DQBUF)
         cam.close()
         # the node is gone at once, the blocked consumer gets an error
         assert not os.path.exists(video)
@@ -67,10 +63,7 @@ def test_close_control_while_streaming_frames():
     video = cam.video
     cap = Capture(video)
     try:
-        cap.reqbufs(3)
-        for i in range(3):
-            cap.qbuf(i)
-        cap.streamon()
+        start_capture(cap, 3)
         prod = ProducerThread(cam).start()
         for _ in range(5):
             b = cap.dqbuf()
@@ -170,9 +163,9 @@ def test_200_cycles_leave_memory_and_nodes_where_they_were():
 
     # Some frees are deferred (RCU, workqueues) and lag on a loaded,
     # emulated guest: give them up to 15 s to land. A leak never does.
-    deadline = time.monotonic() + 15
-    while (grown := kmalloc_grown()) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    with contextlib.suppress(AssertionError):  # what still grew is reported below
+        wait_until(lambda: not kmalloc_grown(), 15, interval=0.5)
+    grown = kmalloc_grown()
     after, _ = slab_bytes()
     vmaps_after = vmalloc_areas()
     assert video_nodes() == nodes
@@ -200,9 +193,6 @@ def test_module_pinned_while_in_use_then_unloads_cleanly():
         assert not os.path.exists("/dev/vcam")
     finally:
         subprocess.run(["insmod", str(MODULE)], check=True)
-    for _ in range(50):
-        if os.path.exists("/dev/vcam"):
-            break
-        time.sleep(0.1)
+    wait_until(lambda: os.path.exists("/dev/vcam"), 5, "/dev/vcam after insmod")
     with Control() as ctl:
         ctl.create("After Reload", 64, 48, v4l2.V4L2_PIX_FMT_YUYV, nr_frames=2)

@@ -9,17 +9,17 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from producer import cli, formats, integrity
+from producer import cli, formats, integrity, produce
 from producer.camera import VirtualCamera
 from producer.consume import consume
 from producer.dmabuf import system_allocator
-from producer.sysfs import video_nodes
+from producer.sysfs import stats, video_nodes
 from producer_procs import CLI, run_cli, running_producer, short_socket_path
+from vcam_helpers import wait_until
 
 pytestmark = pytest.mark.guest
 
@@ -109,12 +109,9 @@ def test_a_signal_ends_a_capture_with_its_report(frames, sig, status):
     assert report["latency_ms"]["p50"] > 0
 
 
-def wait_for_frames(device: str, n: int, timeout: float = 60) -> None:
-    counters = Path("/sys/class/video4linux") / Path(device).name / "vcam"
-    deadline = time.monotonic() + timeout
-    while int((counters / "frames_copied").read_text()) < n:
-        assert time.monotonic() < deadline, f"fewer than {n} frames on {device} within {timeout} s"
-        time.sleep(0.05)
+def wait_for_frames(device: str, n: int, timeout: float = 60, counter: str = "frames_copied") -> None:
+    nr = int(Path(device).name.removeprefix("video"))
+    wait_until(lambda: stats(nr)[counter] >= n, timeout, f"{n} {counter} on {device}")
 
 
 def test_virtual_camera_leaves_no_fd_behind():
@@ -273,17 +270,40 @@ def test_v4l2_ctl_stream_mmap_frames_are_whole_and_consecutive(live_camera, tmp_
     assert sequences == list(range(sequences[0], sequences[0] + 40))
 
 
-def test_ctrl_c_in_process_frees_everything(capsys):
-    """cli.main() as a library call, interrupted: every fd closed, camera gone."""
+def test_ctrl_c_in_process_frees_everything(capsys, monkeypatch):
+    """cli.main() as a library call, interrupted: every fd closed, camera
+    gone. The SIGINT comes once the run is ready for it (its handlers
+    installed) and its frames flow, not on a timer that may fire before."""
     before, fds = video_nodes(), open_fds()
-    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))
-    timer.start()
+    handlers_installed = threading.Event()
+
+    class ReadyStopSignals(produce.StopSignals):
+        def __init__(self):
+            super().__init__()
+            handlers_installed.set()
+
+    monkeypatch.setattr(produce, "StopSignals", ReadyStopSignals)
+    failed = []
+
+    def interrupt_once_producing():
+        try:
+            wait_until(handlers_installed.is_set, 120, "the run to install its signal handlers")
+            [node] = video_nodes() - before
+            wait_for_frames(f"/dev/{node}", 10, timeout=120, counter="frames_queued")
+        except AssertionError as e:
+            failed.append(e)
+        os.kill(os.getpid(), signal.SIGINT)  # ends the run either way
+
+    interrupter = threading.Thread(target=interrupt_once_producing)
+    interrupter.start()
     try:
         assert cli.main(["run", "--size", "64x48", "--fps", "50", "--json"]) == 0
     finally:
-        timer.cancel()
+        interrupter.join(10)
+    assert not failed, failed
     done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert done["stopped_by"] == "SIGINT"
+    assert done["frames_queued"] >= 10
     assert video_nodes() == before
     assert open_fds() == fds
 

@@ -7,7 +7,7 @@ import pytest
 
 from producer.ioctl import ioctl
 from producer.uapi import VcamIoctl
-from vcam_helpers import Camera, Capture, expect_errno, foreign_dmabuf, stats
+from vcam_helpers import Camera, Capture, expect_errno, foreign_dmabuf, start_capture, stats
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
@@ -24,9 +24,7 @@ def still_works(cam, slot=2):
     queued before it), and every queued slot comes back."""
     pending = stats(cam.nr)["frames_queued"] - stats(cam.nr)["frames_dequeued"]
     with Capture(cam.video) as cap:
-        cap.reqbufs(1)
-        cap.qbuf(0)
-        cap.streamon()
+        start_capture(cap, 1)
         cam.fill_and_queue(slot, 0x5A)
         for _ in range(pending + 1):
             b = cap.dqbuf()
@@ -121,9 +119,7 @@ def test_dmabuf_fd_closed_after_queue(cam):
     os.close(fd)
     extra.close()
     with Capture(cam.video) as cap:
-        cap.reqbufs(1)
-        cap.qbuf(0)
-        cap.streamon()
+        start_capture(cap, 1)
         b = cap.dqbuf()
         assert cap.data(b) == b"\x77" * cam.size
         cap.streamoff()
@@ -133,9 +129,7 @@ def test_dmabuf_fd_closed_after_queue(cam):
 def test_dequeue_into_bad_pointer(cam):
     cam.fill_and_queue(0, 1)
     with Capture(cam.video) as cap:
-        cap.reqbufs(1)
-        cap.qbuf(0)
-        cap.streamon()
+        start_capture(cap, 1)
         cap.dqbuf()
         expect_errno(errno.EFAULT, ioctl, cam.ctl.fd, VcamIoctl.VCAM_IOC_DEQUEUE, 16)
         cap.streamoff()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from producer import v4l2
-from vcam_helpers import Camera, Capture, ProducerThread, expect_errno, foreign_dmabuf, stats
+from vcam_helpers import Camera, Capture, expect_errno, foreign_dmabuf, ProducerThread, start_capture, stats
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
@@ -19,10 +19,7 @@ DMABUF = v4l2.V4L2_MEMORY_DMABUF
 
 def test_copy_path_mmap_in_order():
     with Camera(nr_frames=4) as cam, Capture(cam.video) as cap:
-        cap.reqbufs(4)
-        for i in range(4):
-            cap.qbuf(i)
-        cap.streamon()
+        start_capture(cap, 4)
         for i in range(4):
             cam.fill_and_queue(i, 0x10 + i)
         for i in range(4):
@@ -145,10 +142,7 @@ def test_zero_copy_slot_released_on_requeue_or_streamoff():
 
 def test_short_payload_uncompressed_is_an_error():
     with Camera(nr_frames=2) as cam, Capture(cam.video) as cap:
-        cap.reqbufs(2)
-        cap.qbuf(0)
-        cap.qbuf(1)
-        cap.streamon()
+        start_capture(cap, 2)
         cam.fill_and_queue(0, 9, length=cam.size - 2)
         b = cap.dqbuf()
         assert b.flags & v4l2.V4L2_BUF_FLAG_ERROR
@@ -164,9 +158,7 @@ def test_short_payload_uncompressed_is_an_error():
 
 def test_compressed_payload_may_be_short():
     with Camera(nr_frames=2, pixelformat=v4l2.V4L2_PIX_FMT_MJPEG) as cam, Capture(cam.video) as cap:
-        cap.reqbufs(1)
-        cap.qbuf(0)
-        cap.streamon()
+        start_capture(cap, 1)
         cam.fill_and_queue(0, 0xFF, length=1000)
         b = cap.dqbuf()
         assert b.bytesused == 1000 and not b.flags & v4l2.V4L2_BUF_FLAG_ERROR
@@ -237,10 +229,7 @@ def test_no_torn_frames_with_immediate_refill(zero_copy):
 @pytest.mark.parametrize("fps", [10, 25])
 def test_g_parm_reports_the_rate_the_producer_delivers(fps):
     with Camera(nr_frames=3) as cam, Capture(cam.video) as cap:
-        cap.reqbufs(3)
-        for i in range(3):
-            cap.qbuf(i)
-        cap.streamon()
+        start_capture(cap, 3)
         v4l2.s_parm(cap.fd, 1, 30)  # a wish: the producer decides
         with ProducerThread(cam, fps=fps):
             stamps = []

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vcam_helpers import Camera, Capture, stats
+from vcam_helpers import Camera, Capture, start_capture, stats
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
@@ -53,10 +53,7 @@ def test_probe_points_listed_in_the_source():
 
 def test_counters_add_up():
     with Camera(nr_frames=3) as cam, Capture(cam.video) as cap:
-        cap.reqbufs(2)
-        cap.qbuf(0)
-        cap.qbuf(1)
-        cap.streamon()
+        start_capture(cap, 2)
         cam.fill_and_queue(0, 1)
         cam.fill_and_queue(1, 2, length=10)  # short: an error
         cam.fill_and_queue(2, 3)

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from labtools import TOP, vmrun
+from vcam_helpers import vivid_capture_node
 
 pytestmark = pytest.mark.guest
 
@@ -50,17 +51,9 @@ def test_vcam_is_loaded_when_the_driver_exists():
     assert Path("/sys/module/vcam").exists() == (TOP / "driver" / "Kbuild").exists()
 
 
-def video_node(name):
-    for entry in Path("/sys/class/video4linux").iterdir():
-        if (entry / "name").read_text().strip() == name:
-            return f"/dev/{entry.name}"
-    raise AssertionError(f"no video node named {name}")
-
-
 @pytest.fixture(scope="module")
 def vivid():
-    subprocess.run(["modprobe", "vivid", "n_devs=1"], check=True)
-    yield video_node("vivid-000-vid-cap")
+    yield vivid_capture_node("n_devs=1")
     subprocess.run(["modprobe", "-r", "vivid"], check=True)
 
 

@@ -14,7 +14,7 @@ import pytest
 from observe import metrics
 from observe_scrape import buckets, fetch, samples, value
 from producer import v4l2
-from vcam_helpers import Camera, Capture, ProducerThread, expect_errno, stats
+from vcam_helpers import Camera, Capture, ProducerThread, expect_errno, stats, vivid_capture_node, wait_until
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
@@ -27,19 +27,6 @@ PORT = 9479
 VCAM_KO = Path(__file__).resolve().parent.parent / "driver" / "vcam.ko"
 
 
-def wait_for(condition, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if condition():
-                return
-        except OSError:
-            pass    # not listening yet
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 @pytest.fixture(scope="module")
 def exporter_proc(tmp_path_factory):
     """`vcam-observe export`, as a user runs it. bcc compiles its program
@@ -50,7 +37,8 @@ def exporter_proc(tmp_path_factory):
         proc = subprocess.Popen(["vcam-observe", "export", "--listen", f"127.0.0.1:{PORT}"], stderr=err, text=True)
     url = f"http://127.0.0.1:{PORT}/metrics"
     try:
-        wait_for(lambda: proc.poll() is not None or fetch(url), "the exporter to serve", timeout=600)
+        wait_until(lambda: proc.poll() is not None or fetch(url), 600, "the exporter to serve",
+                   ignore=(OSError,))  # OSError: not listening yet
         assert proc.poll() is None, log.read_text()
         yield proc, url, log
     finally:
@@ -184,8 +172,8 @@ def test_stalled_consumer_drains_capture_and_fills_output(url):
         starved_before = buckets(before, "vcam_capture_queue_depth_seen", device=dev).get(0.0, 0)
         # The producer keeps every slot queued; the consumer never dequeues
         with ProducerThread(cam):
-            wait_for(lambda: stats(cam.nr)["frames_copied"] == 2
-                     and stats(cam.nr)["frames_queued"] == SLOTS + 2, "the output queue to fill up")
+            wait_until(lambda: stats(cam.nr)["frames_copied"] == 2
+                       and stats(cam.nr)["frames_queued"] == SLOTS + 2, 30, "the output queue to fill up")
             series = scrape(url)
         assert value(series, "vcam_capture_queue_depth", device=dev) == stats(cam.nr)["capture_queued"] == 0
         assert value(series, "vcam_output_queue_depth", device=dev) == SLOTS
@@ -239,14 +227,6 @@ def test_closed_cameras_consumer_does_not_touch_the_next_camera(url):
     finally:
         cap.close()
         old.close()
-
-
-def vivid_capture_node() -> str:
-    subprocess.run(["modprobe", "vivid"], check=True)
-    for node in sorted(Path("/sys/class/video4linux").iterdir()):
-        if (node / "name").read_text().strip().endswith("vid-cap"):
-            return f"/dev/{node.name}"
-    raise AssertionError("vivid has no capture node")
 
 
 def vcam_numbers(series, dev):
@@ -358,7 +338,8 @@ def test_module_unloaded_and_loaded_again_under_the_exporter(exporter_proc):
     finally:
         subprocess.run(["insmod", str(VCAM_KO)], check=True)
     # a module loaded after the exporter started is attached to when it appears
-    wait_for(lambda: vcam_probes_attached(scrape(url)) == {1}, "the vcam probes to attach again")
+    wait_until(lambda: vcam_probes_attached(scrape(url)) == {1}, 30, "the vcam probes to attach again",
+               ignore=(OSError,))
     stream_and_check(url)
     assert "probe " not in log.read_text()      # no probe failed to attach
 

@@ -51,10 +51,10 @@ CASES = [
               silent_at=("5m",), fires_at="11m",
               labels={"job": "vcam", "instance": "lab1:9477", "probe": "kprobe:vcam_copy"}),
     AlertCase("VcamExporterReadFailing", "a failing source fires, a working one does not",
-              series={f'{m.SCRAPE_SUCCESS}{{{LAB1}, source="bpf"}}': "1x4 0x10",
-                      f'{m.SCRAPE_SUCCESS}{{{LAB2}, source="bpf"}}': "1x15"},
+              series={f'{m.SCRAPE_SUCCESS}{{{LAB1}}}': "1x4 0x10",
+                      f'{m.SCRAPE_SUCCESS}{{{LAB2}}}': "1x15"},
               silent_at=("6m",), fires_at="11m",
-              labels={"job": "vcam", "instance": "lab1:9477", "source": "bpf"}),
+              labels={"job": "vcam", "instance": "lab1:9477"}),
     # frames flow for 10m, then the consumer stops and the output queue fills
     AlertCase("VcamConsumerStalled", "a stalled consumer fires, a streaming one does not",
               series={f'{total(m.FRAMES_DELIVERED)}{{{VIDEO3}, path="copy"}}': "0+1800x10 18000x15",

@@ -72,9 +72,9 @@ ALERTS = [
         "for": "5m",
         "labels": {"severity": "warning"},
         "annotations": {
-            "summary": "vcam exporter {{ $labels.instance }} cannot read its {{ $labels.source }} source.",
-            "description": "Every scrape of {{ $labels.instance }} for 5 minutes failed to read the {{ $labels.source }} "
-                           "source; see the exporter's log.",
+            "summary": "vcam exporter {{ $labels.instance }} cannot read the driver's counters or the probes.",
+            "description": "Every scrape of {{ $labels.instance }} for 5 minutes failed to read the driver's sysfs "
+                           "counters or the probes' maps; see the exporter's log.",
         },
     },
     {

@@ -23,7 +23,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from observe import exporter, metrics  # noqa: E402
-from observe.tui import TopApp, reading_from_families  # noqa: E402
+from observe.top.app import TopApp  # noqa: E402
+from observe.top.sources import Reading  # noqa: E402
 
 INTERVAL = 0.25
 
@@ -59,7 +60,7 @@ class LiveSource:
     def read(self):
         self.reads += 1
         text = exporter.render(self).decode()
-        return reading_from_families(text_string_to_metric_families(text), time.monotonic())
+        return Reading.from_families(text_string_to_metric_families(text), time.monotonic())
 
 
 async def run_app(cameras: int, seconds: float, size=(160, 48)):

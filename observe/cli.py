@@ -51,6 +51,7 @@ TOP_EXAMPLES = """\
   vcam-observe top                             # live view of the probes in this process (root)
   vcam-observe top --url http://lab1:9477/metrics --interval 0.5   # live view of a remote exporter
   vcam-observe top --url http://lab1:9477/metrics --batch --duration 30  # a 30 s summary as text
+  vcam-observe top --url http://lab1:9477/metrics --batch --json     # the same summary as JSON
 """
 TOP_STATUSES = """\
   0    the live view was quit (q, or Ctrl-C in the view), or --batch printed its summary
@@ -120,6 +121,8 @@ def build_parser():
                           "(the default when stdout is not a terminal)")
     top.add_argument("--duration", type=positive_seconds, default=10.0, metavar="SECONDS",
                      help="how long --batch watches (default 10)")
+    top.add_argument("--json", action="store_true",
+                     help="print the --batch summary as one JSON object (implies --batch)")
     top.set_defaults(parser=top)
     return parser
 
@@ -221,26 +224,28 @@ def run_probes(as_json: bool) -> int:
 
 
 def run_top(parser: argparse.ArgumentParser, url: str | None, interval: float, batch: bool,
-            duration: float) -> int:
+            duration: float, as_json: bool = False) -> int:
     if url is not None and not url.startswith(("http://", "https://")):
         parser.error(f"--url wants http://HOST:PORT/metrics, got {url!r}")
-    from . import tui
+    from .top import batch as summary
+    from .top import sources
 
     if url is not None:
-        source = tui.UrlSource(url)
+        source = sources.UrlSource(url)
     else:
         from .probes import ObserveError
         try:
-            source = tui.ProbesSource()
+            source = sources.ProbesSource()
         except ObserveError as e:
             return fail(f"{e} (or watch an exporter: vcam-observe top --url http://HOST:PORT/metrics)")
     try:
-        if batch or not sys.stdout.isatty():
-            return tui.batch(source, duration, sys.stdout)
+        if batch or as_json or not sys.stdout.isatty():
+            return summary.batch(source, duration, sys.stdout, as_json=as_json)
         # The live view restores the terminal when it quits; SIGTERM keeps
         # its default action there rather than raising into Textual's loop.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        return tui.run(source, interval)
+        from .top import app
+        return app.run(source, interval)
     finally:
         close = getattr(source, "close", None)
         if close:
@@ -264,7 +269,7 @@ def main(argv=None):
                 return run_dump()
             if args.command == "probes":
                 return run_probes(args.json)
-            return run_top(args.parser, args.url, args.interval, args.batch, args.duration)
+            return run_top(args.parser, args.url, args.interval, args.batch, args.duration, args.json)
     except KeyboardInterrupt:
         return cliutil.SIGINT_STATUS
     except cliutil.Terminated:

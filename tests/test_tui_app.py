@@ -9,9 +9,10 @@ from prometheus_client import start_http_server
 
 from observe import exporter, metrics
 from observe.cli import build_parser
-from observe.tui import DetailScreen, HelpScreen, TopApp, UrlSource, screen_text
+from observe.top.app import DetailScreen, HelpScreen, TopApp
+from observe.top.sources import UrlSource
 from labtools import free_port
-from tui_scripted import ScriptedSource, camera, poll, steady, sync
+from tui_scripted import ScriptedSource, camera, poll, screen_text, steady, sync
 
 
 def app_for(steps, size=(80, 24)):
@@ -184,7 +185,7 @@ async def test_uses_more_columns_when_wide():
     app, ctx = app_for(steady(1, 3), size=(160, 48))
     async with ctx as pilot:
         await poll(pilot, 2)
-        assert column(app, "procs") == ["vcam-producer>consumer"]
+        assert column(app, "procs") == ["vcam-producer → consumer"]
         assert column(app, "frames") == ["30"]
         await pilot.resize_terminal(80, 24)
         await pilot.pause()
@@ -273,13 +274,46 @@ def test_top_without_a_terminal_prints_a_summary():
     lines = r.stdout.splitlines()
     assert lines[0].startswith("vcam: 2 camera(s) over ") and lines[0].endswith(f" s from {url}")
     header = lines[2].split()
-    assert header[:5] == ["device", "label", "producer>consumer", "path", "frames"]
+    assert header[:6] == ["device", "label", "producer", "consumer", "path", "frames"]
     rows = {cells[0]: dict(zip(header, cells)) for cells in (line.split() for line in lines[3:5])}
     # two scrapes: 30 frames at the first, 60 at the second
     pick = ("label", "path", "frames", "zc%", "err")
     assert [rows["video3"][k] for k in pick] == ["zc-cam", "zero-copy", "60", "100%", "0"]
     assert [rows["video4"][k] for k in pick] == ["cp-cam", "copy", "60", "0%", "2"]
     assert rows["video3"]["p50"] == "3.1ms"   # halfway into the scripted (2^21, 2^22] ns bucket
+
+
+def test_top_batch_json_has_the_tables_content():
+    """--json: the same summary as one JSON object, numbers unformatted
+    (seconds, shares 0..1); it implies --batch."""
+    import json
+    port = free_port()
+    server = serve(port, _TwoCameras())
+    try:
+        url = f"http://127.0.0.1:{port}/metrics"
+        r = subprocess.run([sys.executable, "-m", "observe.cli", "top", "--url", url, "--duration", "0.5", "--json"],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert set(s) == {"source", "window_seconds", "cameras"} and s["source"] == url
+    assert 0.5 <= s["window_seconds"] < 30
+    zc, cp = s["cameras"]
+    assert set(zc) == {"device", "card", "producer", "consumer", "path", "frames_delivered", "frames_errored",
+                       "fps", "zero_copy_share", "bytes_copied_per_second", "p50_seconds", "p99_seconds"}
+    assert (zc["device"], zc["card"], zc["producer"], zc["consumer"]) == ("video3", "zc-cam", "vcam-producer", "consumer")
+    assert (zc["path"], zc["frames_delivered"], zc["zero_copy_share"], zc["frames_errored"]) == ("zero-copy", 60, 1.0, 0)
+    assert (cp["path"], cp["frames_delivered"], cp["zero_copy_share"], cp["frames_errored"]) == ("copy", 60, 0.0, 2)
+    assert zc["fps"] == pytest.approx(30 / s["window_seconds"])
+    assert zc["bytes_copied_per_second"] == 0 and cp["bytes_copied_per_second"] == pytest.approx(cp["fps"] * 614400)
+    # every frame of the window in the scripted (2^21, 2^22] ns bucket: interpolated inside it
+    assert zc["p50_seconds"] == pytest.approx(1.5 * (1 << 21) / 1e9)
+    assert zc["p99_seconds"] == pytest.approx(1.99 * (1 << 21) / 1e9)
+    # and the table prints the same summary
+    from observe.top.batch import summary_text
+    assert "zc-cam" in summary_text(s) and "3.1ms" in summary_text(s)
 
 
 def test_top_batch_with_the_exporter_down_is_one_line():

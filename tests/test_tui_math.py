@@ -6,8 +6,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from observe import exporter, metrics
-from observe.tui import (Model, bucket_delta, counter_delta, depth_bar, fmt_seconds,
-                         per_bucket, quantile, rate, reading_from_families)
+from observe.top.fmt import depth_bar, fmt_seconds, processes
+from observe.top.model import Model
+from observe.top.rates import bucket_delta, counter_delta, per_bucket, quantile, rate
+from observe.top.sources import Reading
 from tui_scripted import _Snap, camera
 
 INF = math.inf
@@ -61,18 +63,18 @@ def test_percentile_is_of_the_window_not_of_all_time():
 
 def parse(cams, t):
     text = exporter.render(_Snap(metrics.Snapshot(cameras=cams))).decode()
-    return reading_from_families(text_string_to_metric_families(text), t)
+    return Reading.from_families(text_string_to_metric_families(text), t)
 
 
 def test_reading_from_a_scrape_and_from_the_model_agree():
     cams = [camera(3, 300, zero_copy_share=0.5, errors=2), camera(1, 60)]
     scraped = parse(cams, 0.0)
-    direct = reading_from_families(metrics.families(metrics.Snapshot(cameras=cams)), 0.0)
+    direct = Reading.from_families(metrics.families(metrics.Snapshot(cameras=cams)), 0.0)
     assert scraped == direct
     assert list(scraped.cameras) == ["video1", "video3"]
     c = scraped.cameras["video3"]
-    assert (c.card, c.zero_copy, c.copied, c.errored, c.slots) == ("cam3", 150, 150, 2, 4)
-    assert c.copied_bytes == 150 * 614400
+    assert (c.card, c.frames_zero_copy, c.frames_copied, c.frames_errored, c.slots) == ("cam3", 150, 150, 2, 4)
+    assert c.bytes_copied == 150 * 614400
     assert c.producer == "vcam-producer" and c.consumer == "consumer"
 
 
@@ -115,3 +117,15 @@ def test_depth_bar_and_formats():
     assert depth_bar(1, None) == "····1/?"
     assert fmt_seconds(0.0042) == "4.2ms"
     assert fmt_seconds(None) == "-"
+
+
+def test_processes_names_each_side_and_cuts_each_side_not_the_end():
+    assert processes("vcam-producer", "ffmpeg") == "vcam-producer → ffmpeg"
+    assert processes("vcam-producer", "vcam-producer") == "vcam-producer → (same)"
+    assert processes("", "") == "- → -"
+    assert processes("python3", "") == "python3 → -"
+    assert processes("vcam-producer", "gst-launch-1.0", 22) == "vcam-pro… → gst-launc…"
+    assert processes("python3", "vcam-producer", 22) == "python3 → vcam-produc…"
+    assert processes("python3", "gst-launch-1.0", 20) == "python3 → gst-launc…"
+    for p, c in [("a" * 15, "b" * 15), ("x", "y" * 15), ("y" * 15, "x")]:
+        assert len(processes(p, c, 22)) <= 22 and " → " in processes(p, c, 22)

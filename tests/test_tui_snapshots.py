@@ -7,7 +7,7 @@ After an intended change of looks: pytest tests/test_tui_snapshots.py
 
 import pytest
 
-from observe.tui import TopApp
+from observe.top.app import TopApp
 from tui_scripted import ScriptedSource, camera, poll
 
 SIZES = [(80, 24), (160, 48)]

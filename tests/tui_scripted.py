@@ -1,13 +1,14 @@
 """A scripted source for the TUI tests and bench: each read() returns the
 next step of a script, rendered by the exporter's own code and parsed back
-with prometheus-client's parser (the path a --url scrape takes)."""
+with prometheus-client's parser (the path a --url scrape takes); and
+`screen_text`, what the screen shows as plain text."""
 
 from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from observe import exporter, metrics
-from observe.tui import SourceError, reading_from_families
+from observe.top.sources import Reading, SourceError
 
 
 def camera(nr: int, frames: int, *, card: str | None = None, zero_copy_share: float = 1.0,
@@ -58,7 +59,7 @@ class ScriptedSource:
         if isinstance(what, Exception):
             raise SourceError(str(what))
         text = exporter.render(_Snap(metrics.Snapshot(cameras=list(what)))).decode()
-        return reading_from_families(text_string_to_metric_families(text), t)
+        return Reading.from_families(text_string_to_metric_families(text), t)
 
 
 def steady(cameras: int, steps: int, fps: float = 30.0, dt: float = 1.0):
@@ -86,3 +87,17 @@ def sync(fn):
     def wrapper(*args, **kwargs):
         return asyncio.run(fn(*args, **kwargs))
     return wrapper
+
+
+def screen_text(app) -> str:
+    """The current screen as plain text (what a monochrome terminal shows).
+    Renders through Textual's private compositor: a Textual upgrade may
+    need this changed (the snapshot tests compare SVGs, not this)."""
+    import io
+
+    from rich.console import Console
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                      color_system=None, record=True, legacy_windows=False, safe_box=False)
+    console.print(app.screen._compositor.render_update(full=True, screen_stack=app._background_screens))
+    return console.export_text(styles=False)

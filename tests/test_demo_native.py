@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from demo_output import check_demo_output
+from demo_output import check_demo_output, read_summary
 from labtools import TOP, vmrun
 
 pytestmark = pytest.mark.guest
@@ -36,7 +36,7 @@ def test_native_demo_builds_loads_runs_and_unloads(vcam_unloaded, tmp_path):
                         "--log-dir", str(tmp_path)], capture_output=True, text=True, timeout=850)
     text = r.stdout + r.stderr
     assert r.returncode == 0, text
-    check_demo_output(r.stdout)
+    check_demo_output(read_summary(tmp_path), r.stdout)
     assert "demo: vcam unloaded; kernel log clean" in text, text
     assert not Path("/sys/module/vcam").exists()
     assert "demo: cameras streaming" in (tmp_path / "cameras.log").read_text()

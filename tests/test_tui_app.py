@@ -258,19 +258,26 @@ class _TwoCameras:
             camera(4, self.frames, card="cp-cam", zero_copy_share=0.0, errors=2)])
 
 
-def test_top_without_a_terminal_prints_a_summary():
-    """stdout is a pipe here, so `top` watches for --duration and prints a
-    table (no --batch needed): totals, the path and the window's rates."""
+def top_of_two_cameras(*options):
+    """`vcam-observe top --url URL --duration 0.5 OPTIONS` against an exporter
+    of _TwoCameras, stdout a pipe: (URL, the finished process)."""
     port = free_port()
     server = serve(port, _TwoCameras())
     try:
         url = f"http://127.0.0.1:{port}/metrics"
-        r = subprocess.run([sys.executable, "-m", "observe.cli", "top", "--url", url, "--duration", "0.5"],
+        r = subprocess.run([sys.executable, "-m", "observe.cli", "top", "--url", url, "--duration", "0.5", *options],
                            capture_output=True, text=True, timeout=60)
     finally:
         server.shutdown()
         server.server_close()
     assert r.returncode == 0, r.stderr
+    return url, r
+
+
+def test_top_without_a_terminal_prints_a_summary():
+    """stdout is a pipe here, so `top` watches for --duration and prints a
+    table (no --batch needed): totals, the path and the window's rates."""
+    url, r = top_of_two_cameras()
     lines = r.stdout.splitlines()
     assert lines[0].startswith("vcam: 2 camera(s) over ") and lines[0].endswith(f" s from {url}")
     header = lines[2].split()
@@ -287,16 +294,7 @@ def test_top_batch_json_has_the_tables_content():
     """--json: the same summary as one JSON object, numbers unformatted
     (seconds, shares 0..1); it implies --batch."""
     import json
-    port = free_port()
-    server = serve(port, _TwoCameras())
-    try:
-        url = f"http://127.0.0.1:{port}/metrics"
-        r = subprocess.run([sys.executable, "-m", "observe.cli", "top", "--url", url, "--duration", "0.5", "--json"],
-                           capture_output=True, text=True, timeout=60)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert r.returncode == 0, r.stderr
+    url, r = top_of_two_cameras("--json")
     s = json.loads(r.stdout)
     assert set(s) == {"source", "window_seconds", "cameras"} and s["source"] == url
     assert 0.5 <= s["window_seconds"] < 30

@@ -7,12 +7,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
 from observe_scrape import fetch
 from producer_procs import run_cli, running_producer, short_socket_path
+from vcam_helpers import wait_until
 
 pytestmark = pytest.mark.guest
 
@@ -25,19 +25,13 @@ OBSERVE = os.path.join(_BIN, "vcam-observe") if os.path.exists(os.path.join(_BIN
 
 
 def wait_for(condition, what, timeout):
-    """Poll until condition() is truthy (a deadline for waiting, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = condition()
-            if result:
-                return result
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            screen = pane() if _session_up() else "(no tmux session)"
-            raise AssertionError(f"timed out waiting for {what}; the screen:\n{screen}")
-        time.sleep(0.5)
+    """wait_until (a deadline for waiting, not a timing assertion) that shows
+    the screen when it times out."""
+    try:
+        return wait_until(condition, timeout, what, interval=0.5, ignore=(OSError,))
+    except AssertionError as e:
+        screen = pane() if _session_up() else "(no tmux session)"
+        raise AssertionError(f"{e}; the screen:\n{screen}") from None
 
 
 def _session_up() -> bool:

@@ -1,6 +1,7 @@
 """The capture node /dev/videoN: a normal single-planar V4L2 capture device."""
 
 import errno
+import mmap
 import os
 import time
 from pathlib import Path
@@ -167,10 +168,11 @@ def test_expbuf_exports_mmap_buffers(cam):
         cap.reqbufs(2)
         fd = v4l2.expbuf(cap.fd, 0)
         try:
-            # a DMA-BUF (dma-buf's own file system and fdinfo), of the buffer's size
+            # a DMA-BUF (dma-buf's own file system and fdinfo) of the buffer's pages
             assert os.readlink(f"/proc/self/fd/{fd}").startswith("/dmabuf:")
             info = dict(line.split(":", 1) for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines())
-            assert "exp_name" in info and int(info["size"]) == len(cap.maps[0]), info
+            pages = -(-len(cap.maps[0]) // mmap.PAGESIZE) * mmap.PAGESIZE
+            assert info["exp_name"].strip() and int(info["size"]) == pages, info
             cap.maps[0][: cam.size] = b"\x5a" * cam.size
             cam.ctl.queue(0, fd)
         finally:

@@ -173,6 +173,16 @@ def run_dir_of(stderr):
     return match.group(1)
 
 
+def guest_up(runner):
+    """Read a running lab/vm-run's stderr until its guest is up; the run directory."""
+    seen = []
+    for line in runner.stderr:
+        seen.append(line)
+        if "guest up" in line:
+            break
+    return run_dir_of("".join(seen))
+
+
 def test_output_and_status_come_back_byte_for_byte():
     program = (
         "import sys; sys.stdout.buffer.write(bytes(range(256)) * 3); "
@@ -257,12 +267,7 @@ def test_interrupted_runner_leaves_no_qemu():
         [str(VM_RUN), "--no-driver", "--", "sleep", "600"],
         cwd=TOP, stderr=subprocess.PIPE, text=True,
     )
-    seen = []
-    for line in runner.stderr:
-        seen.append(line)
-        if "guest up" in line:
-            break
-    run_dir = run_dir_of("".join(seen))
+    run_dir = guest_up(runner)
     assert qemu_processes(run_dir), "the guest should be running now"
     runner.send_signal(signal.SIGTERM)
     assert runner.wait(timeout=30) != 0
@@ -274,12 +279,7 @@ def test_icount_guest_runs_with_an_instruction_clock():
         [str(VM_RUN), "--icount", "--no-driver", "--", "sh", "-c", "sleep 2; echo counted"],
         cwd=TOP, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    seen = []
-    for line in runner.stderr:
-        seen.append(line)
-        if "guest up" in line:
-            break
-    qemu = qemu_processes(run_dir_of("".join(seen)))
+    qemu = qemu_processes(guest_up(runner))
     out, err = runner.communicate(timeout=300)
     assert runner.returncode == 0, err
     assert out == "counted\n"

@@ -414,6 +414,9 @@ noinline __noclone void vcam_device_free(unsigned int dev_nr,
 					 struct vcam_device *dev)
 {
 	cancel_work_sync(&dev->work);
+	/* Only now: the video minor and the capture buffers are gone too */
+	if (dev->user)
+		vcam_user_uncharge(dev->user);
 	mutex_destroy(&dev->lock);
 	kfree(dev);
 }
@@ -428,9 +431,10 @@ static void vcam_device_release(struct v4l2_device *v4l2_dev)
 
 /**
  * vcam_device_create() - create and register a camera
- * @cfg: the validated request
+ * @cfg: the validated request, with its camera limits charged
  *
- * Return: the camera, with its video node registered, or an ERR_PTR().
+ * Return: the camera, with its video node registered, or an ERR_PTR(). The
+ * camera owns @cfg->user's charge; on failure the caller still does.
  */
 noinline __noclone struct vcam_device *
 vcam_device_create(const struct vcam_config *cfg)
@@ -440,7 +444,8 @@ vcam_device_create(const struct vcam_config *cfg)
 	unsigned int i;
 	int ret;
 
-	dev = kzalloc(sizeof(*dev), GFP_KERNEL);
+	/* Charged to the creator's memory cgroup, like the slots' buffers */
+	dev = kzalloc(sizeof(*dev), GFP_KERNEL_ACCOUNT);
 	if (!dev)
 		return ERR_PTR(-ENOMEM);
 
@@ -450,6 +455,7 @@ vcam_device_create(const struct vcam_config *cfg)
 	dev->fmt = cfg->fmt;
 	dev->finfo = cfg->finfo;
 	dev->nr_slots = cfg->nr_frames;
+	dev->cap_budget = cfg->cap_budget;
 	dev->requested_fps = VCAM_DEF_FPS;
 	for (i = 0; i < dev->nr_slots; i++) {
 		dev->slots[i].dev = dev;
@@ -489,6 +495,8 @@ vcam_device_create(const struct vcam_config *cfg)
 	dev->nr = vdev->num;
 	snprintf(dev->v4l2_dev.name, sizeof(dev->v4l2_dev.name), "vcam-%u",
 		 dev->nr);
+	/* Only a camera that exists owns the charge; else the caller keeps it */
+	dev->user = cfg->user;
 	return dev;
 
 put_v4l2_dev:

@@ -10,6 +10,7 @@
 
 #include <linux/dma-buf.h>
 #include <linux/iosys-map.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/version.h>
 #include <media/videobuf2-v4l2.h>
@@ -48,6 +49,19 @@ static inline void vcam_vb2_set_min_queued(struct vb2_queue *q, u32 n)
 	q->min_queued_buffers = n;
 #else
 	q->min_buffers_needed = n;
+#endif
+}
+
+/*
+ * 6.3 made vm_area_struct.vm_flags read-only behind vm_flags_set().
+ */
+static inline void vcam_vm_flags_set(struct vm_area_struct *vma,
+				     unsigned long flags)
+{
+#if VCAM_KERNEL_AT_LEAST(6, 3, 0)
+	vm_flags_set(vma, flags);
+#else
+	vma->vm_flags |= flags;
 #endif
 }
 

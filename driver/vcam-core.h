@@ -11,6 +11,7 @@
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
+#include <linux/uidgid.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
 #include <media/v4l2-dev.h>
@@ -38,6 +39,14 @@
 
 /* Producer timestamps kept to measure the rate it delivers at */
 #define VCAM_RATE_WINDOW	16
+
+/*
+ * Capture buffers a camera's memory limit must leave room for at CREATE:
+ * one being filled while the consumer reads the other.
+ */
+#define VCAM_MIN_CAPTURE_BUFS	2
+
+struct vcam_user;
 
 struct vcam_device;
 
@@ -201,6 +210,10 @@ struct vcam_stats {
  * @rate_head: index of the next entry of @rate_ts to write
  * @last_queue_ns: CLOCK_MONOTONIC time of the last QUEUE
  * @stats: the counters
+ * @user: the creator's share of the camera limits, given back when the
+ *	camera is freed (its video minor and memory are gone by then)
+ * @cap_budget: bytes of MMAP capture buffers the camera may allocate: its
+ *	memory limit less what its slots' buffers may take; fixed at CREATE
  */
 struct vcam_device {
 	struct v4l2_device v4l2_dev;
@@ -231,6 +244,8 @@ struct vcam_device {
 	unsigned int rate_head;
 	u64 last_queue_ns;
 	struct vcam_stats stats;
+	struct vcam_user *user;
+	u64 cap_budget;
 };
 
 /*
@@ -252,16 +267,24 @@ static_assert(offsetof(struct vcam_out_buf, dev) == 0);
  * @fmt: the format
  * @finfo: description of @fmt.pixelformat
  * @nr_frames: number of output slots
+ * @user: the creator's share of the camera limits, taken by
+ *	vcam_user_charge(); the camera owns it once created
+ * @cap_budget: see &vcam_device.cap_budget
  */
 struct vcam_config {
 	char card[VCAM_LABEL_MAX];
 	struct v4l2_pix_format fmt;
 	const struct vcam_format_info *finfo;
 	unsigned int nr_frames;
+	struct vcam_user *user;
+	u64 cap_budget;
 };
 
-/* vcam-main.c */
+/* vcam-main.c: the misc device and the limits (module parameters) */
 extern struct miscdevice vcam_misc;
+u64 vcam_camera_mem_limit(void);
+int vcam_user_charge(kuid_t uid, struct vcam_user **user);
+void vcam_user_uncharge(struct vcam_user *user);
 
 /* vcam-ctrl.c: the control node */
 extern const struct file_operations vcam_ctrl_fops;

@@ -138,6 +138,25 @@ static int vcam_check_format(const struct vcam_ioc_create *req,
 	return 0;
 }
 
+/*
+ * The camera's memory limit must hold a buffer for every slot (the driver
+ * allocates them on demand, so they are counted whether used or not) and
+ * VCAM_MIN_CAPTURE_BUFS capture buffers; MMAP capture buffers get the rest.
+ * EFBIG: the spec's CREATE errors already use E2BIG (too many slots, label
+ * too long), EOVERFLOW (size) and ENOMEM (an allocation failed).
+ */
+static int vcam_check_memory(struct vcam_config *cfg)
+{
+	u64 buf_size = PAGE_ALIGN((u64)cfg->fmt.sizeimage);
+	u64 slots = buf_size * cfg->nr_frames;
+	u64 limit = vcam_camera_mem_limit();
+
+	if (slots + buf_size * VCAM_MIN_CAPTURE_BUFS > limit)
+		return -EFBIG;
+	cfg->cap_budget = limit - slots;
+	return 0;
+}
+
 static int vcam_check_create(const struct vcam_ioc_create *req,
 			     struct vcam_config *cfg)
 {
@@ -160,7 +179,7 @@ static int vcam_check_create(const struct vcam_ioc_create *req,
 		return ret;
 
 	cfg->nr_frames = req->nr_frames;
-	return 0;
+	return vcam_check_memory(cfg);
 }
 
 static int vcam_put_frames(const struct vcam_ioc_create *req,
@@ -175,7 +194,8 @@ static int vcam_put_frames(const struct vcam_ioc_create *req,
 	return 0;
 }
 
-static int vcam_ioc_create(struct vcam_ctrl *ctrl, void __user *argp)
+static int vcam_ioc_create(struct vcam_ctrl *ctrl, struct file *file,
+			   void __user *argp)
 {
 	struct vcam_ioc_create req;
 	struct vcam_device *dev;
@@ -198,11 +218,15 @@ static int vcam_ioc_create(struct vcam_ctrl *ctrl, void __user *argp)
 	ret = vcam_put_frames(&req, &cfg);
 	if (ret)
 		goto unlock;
+	/* The creator is the file's opener: its real uid, as for RLIMIT_NPROC */
+	ret = vcam_user_charge(file->f_cred->uid, &cfg.user);
+	if (ret)
+		goto unlock;
 
 	dev = vcam_device_create(&cfg);
 	if (IS_ERR(dev)) {
 		ret = PTR_ERR(dev);
-		goto unlock;
+		goto uncharge;
 	}
 
 	req.device_nr = dev->nr;
@@ -217,7 +241,11 @@ static int vcam_ioc_create(struct vcam_ctrl *ctrl, void __user *argp)
 	return 0;
 
 destroy_dev:
+	/* The camera owns the charge now: freeing it gives the charge back */
 	vcam_device_destroy(dev);
+	goto unlock;
+uncharge:
+	vcam_user_uncharge(cfg.user);
 unlock:
 	mutex_unlock(&ctrl->lock);
 	return ret;
@@ -324,7 +352,7 @@ static long vcam_ctrl_ioctl(struct file *file, unsigned int cmd,
 	struct vcam_device *dev;
 
 	if (cmd == VCAM_IOC_CREATE)
-		return vcam_ioc_create(ctrl, argp);
+		return vcam_ioc_create(ctrl, file, argp);
 
 	dev = vcam_ctrl_device(ctrl);
 	if (!dev)
@@ -399,7 +427,7 @@ static int vcam_ctrl_open(struct inode *inode, struct file *file)
 {
 	struct vcam_ctrl *ctrl;
 
-	ctrl = kzalloc(sizeof(*ctrl), GFP_KERNEL);
+	ctrl = kzalloc(sizeof(*ctrl), GFP_KERNEL_ACCOUNT);
 	if (!ctrl)
 		return -ENOMEM;
 	mutex_init(&ctrl->lock);

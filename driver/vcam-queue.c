@@ -787,17 +787,54 @@ static void vcam_frame_work(struct work_struct *work)
 /* ---------------------------------------------------------------------- */
 /* vb2 queue operations                                                    */
 
+/* Bytes of the MMAP buffers the queue has now (vb2 rounds them to pages) */
+static u64 vcam_cap_mmap_bytes(struct vcam_device *dev)
+{
+	struct vcam_cap_buf *cap;
+	u64 bytes = 0;
+
+	if (dev->queue.memory != VB2_MEMORY_MMAP)
+		return 0;
+	spin_lock(&dev->slock);
+	list_for_each_entry(cap, &dev->cap_all, node)
+		bytes += PAGE_ALIGN((u64)cap->vb.vb2_buf.planes[0].length);
+	spin_unlock(&dev->slock);
+	return bytes;
+}
+
+/*
+ * MMAP buffers are the driver's memory, so they count against the camera's
+ * memory limit: vb2 gets as many as fit (REQBUFS and CREATE_BUFS may return
+ * fewer than asked) and -ENOMEM when not even one does. USERPTR and DMABUF
+ * memory belongs to someone else and is not counted. vb2 sets queue.memory
+ * before calling this, and REQBUFS frees the old buffers first. The second
+ * call vb2 makes after an allocation failed sees the buffers it did make
+ * counted: under real memory pressure it may then answer -ENOMEM.
+ */
 static int vcam_queue_setup(struct vb2_queue *vq, unsigned int *nbuffers,
 			    unsigned int *nplanes, unsigned int sizes[],
 			    struct device *alloc_devs[])
 {
 	struct vcam_device *dev = vb2_get_drv_priv(vq);
+	u64 used, size, fit;
 
-	if (*nplanes)
-		return sizes[0] < dev->fmt.sizeimage ? -EINVAL : 0;
+	if (*nplanes) {
+		if (sizes[0] < dev->fmt.sizeimage)
+			return -EINVAL;
+	} else {
+		*nplanes = 1;
+		sizes[0] = dev->fmt.sizeimage;
+	}
+	if (vq->memory != VB2_MEMORY_MMAP || !*nbuffers)
+		return 0;
 
-	*nplanes = 1;
-	sizes[0] = dev->fmt.sizeimage;
+	used = vcam_cap_mmap_bytes(dev);
+	size = PAGE_ALIGN((u64)sizes[0]);
+	fit = used < dev->cap_budget ? div64_u64(dev->cap_budget - used, size) : 0;
+	if (!fit)
+		return -ENOMEM;
+	if (*nbuffers > fit)
+		*nbuffers = fit;
 	return 0;
 }
 
@@ -991,6 +1028,11 @@ int vcam_queue_init(struct vcam_device *dev)
 	q->mem_ops = &vb2_vmalloc_memops;
 	q->timestamp_flags = V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC;
 	q->lock = &dev->lock;
+	/*
+	 * Charges vb2_vmalloc's bookkeeping to the consumer's memory cgroup;
+	 * its buffer pages come from vmalloc_user(), which never charges.
+	 */
+	q->gfp_flags = __GFP_ACCOUNT;
 	vcam_vb2_set_min_queued(q, 0);
 
 	return vb2_queue_init(q);

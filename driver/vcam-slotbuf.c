@@ -13,9 +13,12 @@
  *  - handed to a consumer with %VCAM_IOC_EXPORT, whose capture buffers then
  *    import it and get the zero-copy path, as with any other DMA-BUF.
  *
- * The memory is vmalloc_user() memory: the CPU address is there for the copy
+ * The memory is zeroed vmalloc memory: the CPU address is there for the copy
  * path and for importers that vmap (vb2_vmalloc), the pages for mmap() and
- * for importers that map it for a device.
+ * for importers that map it for a device. It is charged to the memory cgroup
+ * of the process that makes it (__GFP_ACCOUNT), so a container's limit holds;
+ * vmalloc_user() cannot charge, and __vmalloc_node_range() with VM_USERMAP is
+ * not exported, so mmap() inserts the pages itself.
  */
 
 #include <linux/dma-buf.h>
@@ -62,10 +65,11 @@ static int vcam_slotbuf_attach(struct dma_buf *dbuf,
 	unsigned int i;
 	int ret;
 
-	att = kzalloc(sizeof(*att), GFP_KERNEL);
+	att = kzalloc(sizeof(*att), GFP_KERNEL_ACCOUNT);
 	if (!att)
 		return -ENOMEM;
-	ret = sg_alloc_table(&att->sgt, buf->size >> PAGE_SHIFT, GFP_KERNEL);
+	ret = sg_alloc_table(&att->sgt, buf->size >> PAGE_SHIFT,
+			     GFP_KERNEL_ACCOUNT);
 	if (ret) {
 		kfree(att);
 		return ret;
@@ -121,11 +125,26 @@ static int vcam_slotbuf_vmap(struct dma_buf *dbuf, struct iosys_map *map)
 	return 0;
 }
 
+/* What remap_vmalloc_range() does, which wants vmalloc_user() memory */
 static int vcam_slotbuf_mmap(struct dma_buf *dbuf, struct vm_area_struct *vma)
 {
 	struct vcam_slotbuf *buf = dbuf->priv;
+	unsigned long off = vma->vm_pgoff << PAGE_SHIFT;
+	unsigned long addr;
+	int ret;
 
-	return remap_vmalloc_range(vma, buf->vaddr, vma->vm_pgoff);
+	if (vma->vm_pgoff >= buf->size >> PAGE_SHIFT ||
+	    vma->vm_end - vma->vm_start > buf->size - off)
+		return -EINVAL;
+	for (addr = vma->vm_start; addr < vma->vm_end;
+	     addr += PAGE_SIZE, off += PAGE_SIZE) {
+		ret = vm_insert_page(vma, addr,
+				     vmalloc_to_page(buf->vaddr + off));
+		if (ret)
+			return ret;
+	}
+	vcam_vm_flags_set(vma, VM_DONTEXPAND | VM_DONTDUMP);
+	return 0;
 }
 
 static void vcam_slotbuf_release(struct dma_buf *dbuf)
@@ -153,11 +172,12 @@ static struct dma_buf *vcam_slotbuf_create(unsigned long size)
 	struct vcam_slotbuf *buf;
 	struct dma_buf *dbuf;
 
-	buf = kzalloc(sizeof(*buf), GFP_KERNEL);
+	buf = kzalloc(sizeof(*buf), GFP_KERNEL_ACCOUNT);
 	if (!buf)
 		return ERR_PTR(-ENOMEM);
 	buf->size = PAGE_ALIGN(size);
-	buf->vaddr = vmalloc_user(buf->size);
+	/* Zeroed: the pages go to user space */
+	buf->vaddr = __vmalloc(buf->size, GFP_KERNEL_ACCOUNT | __GFP_ZERO);
 	if (!buf->vaddr) {
 		dbuf = ERR_PTR(-ENOMEM);
 		goto free_buf;

@@ -16,6 +16,7 @@ import select
 from . import v4l2
 from .control import CONTROL_NODE, Control
 from .dmabuf import NO_ALLOCATOR, DmaBuf, NoAllocatorError, alloc, system_allocator
+from .errors import limit_message, slot_memory_message
 from .uapi import vcam_ioc_dequeue
 
 # Where the slots' DMA-BUFs come from (VirtualCamera's slot_memory):
@@ -53,12 +54,21 @@ class VirtualCamera:
             try:
                 self.ctl.create(label, width, height, pixelformat, nr_frames=slots)
             except OSError as e:
-                # Same errno, a message that says what was asked for.
-                raise OSError(e.errno, f"the driver refused a {width}x{height} {v4l2.fourcc_str(pixelformat)} "
-                                       f"camera with {slots} slots labelled {label!r}: {e.strerror}") from None
+                # Same errno, a message that says what was asked for, or which limit said no.
+                raise OSError(e.errno, limit_message(e.errno) or
+                              f"the driver refused a {width}x{height} {v4l2.fourcc_str(pixelformat)} "
+                              f"camera with {slots} slots labelled {label!r}: {e.strerror}") from None
             self.size = self.ctl.frame_size
             for index in range(slots):
-                fd = self.ctl.export(index) if self.memory == "driver" else alloc(self.size)
+                if self.memory == "driver":
+                    try:
+                        fd = self.ctl.export(index)
+                    except OSError as e:
+                        if e.errno != errno.ENOMEM:
+                            raise
+                        raise OSError(e.errno, slot_memory_message(index, slots, self.size, e.strerror)) from None
+                else:
+                    fd = alloc(self.size)
                 self.bufs.append(DmaBuf(self.size, fd=fd))
         except BaseException:
             self.close()

@@ -204,9 +204,9 @@ def test_every_panel_query_returns_data_from_a_real_prometheus(tmp_path):
             assert series and all(s["metric"]["device"] == devices[0] for s in series), name
         # every rule, recording and alerting, evaluates without an error
         groups = api(base, "rules")["groups"]
-        rules = [r for g in groups for r in g["rules"]]
-        assert len(rules) == len(rules.RECORDING) + len(rules.ALERTS)
-        assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
+        loaded = [r for g in groups for r in g["rules"]]
+        assert len(loaded) == len(rules.RECORDING) + len(rules.ALERTS)
+        assert all(r["health"] == "ok" for r in loaded), [(r["name"], r.get("lastError")) for r in loaded]
     finally:
         request_guest_stop(stop_port)
         if prom is not None:

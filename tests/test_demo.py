@@ -66,7 +66,9 @@ def test_make_demo_on_a_terminal_quits_with_q(tmp_path):
 
 def both_cameras_streaming(screen: str) -> bool:
     """The table has two cameras with a frame rate, one all zero-copy and one
-    all copied (labels may be cut short on a narrow terminal)."""
-    rows = [line for line in screen.splitlines() if re.match(r"\s*video\d+ ", line)]
+    all copied (labels may be cut short on a narrow terminal). The table
+    ends at the rule above the highlighted camera's panel."""
+    table = screen.split("\u2500" * 10)[0]
+    rows = [line for line in table.splitlines() if re.match(r"\s*video\d+ ", line)]
     shares = sorted(re.search(r" (\d+)% ", row)[1] for row in rows if re.search(r" \d+% ", row))
     return shares == ["0", "100"] and all(re.search(r" \d+\.\d ", row) for row in rows)

@@ -261,19 +261,16 @@ def main(argv=None):
         return cliutil.OK
     if args.command is None:
         parser.error("the following arguments are required: COMMAND")
-    try:
-        with cliutil.terminate_unwinds():
-            if args.command == "export":
-                return run_export(args.parser, args.listen)
-            if args.command == "dump":
-                return run_dump()
-            if args.command == "probes":
-                return run_probes(args.json)
-            return run_top(args.parser, args.url, args.interval, args.batch, args.duration, args.json)
-    except KeyboardInterrupt:
-        return cliutil.SIGINT_STATUS
-    except cliutil.Terminated:
-        return cliutil.SIGTERM_STATUS
+
+    def command():
+        if args.command == "export":
+            return run_export(args.parser, args.listen)
+        if args.command == "dump":
+            return run_dump()
+        if args.command == "probes":
+            return run_probes(args.json)
+        return run_top(args.parser, args.url, args.interval, args.batch, args.duration, args.json)
+    return cliutil.run_command(command)
 
 
 if __name__ == "__main__":

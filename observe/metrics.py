@@ -258,24 +258,20 @@ def slot_upper_seconds(slot: int) -> float:
     return (1 << slot) / 1e9
 
 
+def _cumulative(hist: Histogram, bounds) -> list[tuple[str, int]]:
+    """Cumulative (le, count) pairs for (slot, le) bounds, ending in +Inf."""
+    buckets = [(le, sum(n for s, n in hist.slots.items() if s <= slot)) for slot, le in bounds]
+    return buckets + [("+Inf", hist.count)]
+
+
 def latency_buckets(hist: Histogram) -> list[tuple[str, int]]:
     """Cumulative (le, count) pairs for a log2 ns histogram, ending in +Inf."""
-    buckets = []
-    for slot in LATENCY_SLOTS:
-        below = sum(n for s, n in hist.slots.items() if s <= slot)
-        buckets.append((repr(slot_upper_seconds(slot)), below))
-    buckets.append(("+Inf", hist.count))
-    return buckets
+    return _cumulative(hist, [(slot, repr(slot_upper_seconds(slot))) for slot in LATENCY_SLOTS])
 
 
 def depth_buckets(hist: Histogram) -> list[tuple[str, int]]:
     """Cumulative (le, count) pairs for a depth histogram, ending in +Inf."""
-    buckets = []
-    for bound in DEPTH_BOUNDS:
-        below = sum(n for s, n in hist.slots.items() if s <= bound)
-        buckets.append((str(float(bound)), below))
-    buckets.append(("+Inf", hist.count))
-    return buckets
+    return _cumulative(hist, [(bound, str(float(bound))) for bound in DEPTH_BOUNDS])
 
 
 def quantile_slot(hist: Histogram, q: float) -> int | None:

@@ -282,19 +282,16 @@ class UserFacingError(Exception):
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
-        with cliutil.terminate_unwinds():
+
+    def command():
+        try:
             return args.handler(args)
-    except (UserFacingError, SourceError, ShareError) as e:
-        print(f"vcam-producer {args.command}: {e}", file=sys.stderr)
+        except (UserFacingError, SourceError, ShareError) as e:
+            print(f"vcam-producer {args.command}: {e}", file=sys.stderr)
+        except OSError as e:
+            print(f"vcam-producer {args.command}: {e.strerror or e}", file=sys.stderr)
         return cliutil.FAILED
-    except OSError as e:
-        print(f"vcam-producer {args.command}: {e.strerror or e}", file=sys.stderr)
-        return cliutil.FAILED
-    except KeyboardInterrupt:
-        return cliutil.SIGINT_STATUS
-    except cliutil.Terminated:
-        return cliutil.SIGTERM_STATUS
+    return cliutil.run_command(command)
 
 
 if __name__ == "__main__":

@@ -73,3 +73,15 @@ def terminate_unwinds():
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+def run_command(command) -> int:
+    """Run a parsed command, `command()` -> its exit status; a signal during
+    set-up ends it with 130 (SIGINT) or 143 (SIGTERM)."""
+    try:
+        with terminate_unwinds():
+            return command()
+    except KeyboardInterrupt:
+        return SIGINT_STATUS
+    except Terminated:
+        return SIGTERM_STATUS

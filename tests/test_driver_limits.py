@@ -3,6 +3,7 @@ pin, the errnos that say which one was reached, the CLI's one line, and the
 memory cgroup that pays for a camera's buffers. The module is reloaded with
 parameters; every test leaves it loaded with its defaults."""
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -87,8 +88,11 @@ class Child:
         if self.pid == 0:  # pragma: no cover (the child)
             status = 1
             try:
-                os.close(cmd_w)
-                os.close(res_r)
+                # the parent's other files (its cameras' control files) are not the child's to hold
+                for fd in map(int, os.listdir("/proc/self/fd")):
+                    if fd > 2 and fd not in (cmd_r, res_w):
+                        with contextlib.suppress(OSError):
+                            os.close(fd)
                 if cgroup is not None:
                     (cgroup / "cgroup.procs").write_text(str(os.getpid()))
                 if uid is not None:

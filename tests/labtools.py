@@ -1,6 +1,5 @@
 """Helpers for tests of the lab itself: the runner as a module and as a command."""
 
-import importlib.util
 import socket
 import subprocess
 import sys
@@ -29,9 +28,3 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def load_dashboards_generator():
-    """dashboards/generate.py as a module, for its metric model and builders."""
-    spec = importlib.util.spec_from_file_location("vcam_dashboards_generate", TOP / "dashboards" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

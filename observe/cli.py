@@ -60,24 +60,13 @@ TOP_STATUSES = """\
   130  SIGINT (143 SIGTERM) during --batch, before the summary was printed
 """
 
-MAIN_EPILOG = f"""\
-Each command's --help has its options, examples and exit statuses.
-
-exit status:
-  0    success
-  1    the run found something wrong, or could not be done (one line on stderr)
-  2    usage error: a bad option or value, no COMMAND
-  130  SIGINT (143 SIGTERM) where the command has no clean stop of its own
-
-{PRIVILEGES}
-"""
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="vcam-observe",
         description="Watch the vcam frame path: probes, a Prometheus exporter and a live TUI.",
-        epilog=MAIN_EPILOG,
+        epilog=cliutil.MAIN_EPILOG + "\n" + PRIVILEGES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cliutil.add_version(parser)

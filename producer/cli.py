@@ -44,16 +44,6 @@ CONSUME_STATUSES = """\
   130  SIGINT (143 SIGTERM) before the capture started
 """
 
-TOP_EPILOG = """\
-Each command's --help has its options, examples and exit statuses.
-
-exit status:
-  0    success
-  1    the run found something wrong, or could not be done (one line on stderr)
-  2    usage error: a bad option or value, no COMMAND
-  130  SIGINT (143 SIGTERM) where the command has no clean stop of its own
-"""
-
 LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9 ]*[A-Za-z0-9])?$")
 
 
@@ -72,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vcam-producer",
         description="Turn frames into a vcam virtual camera, and check what a consumer receives.",
-        epilog=TOP_EPILOG,
+        epilog=cliutil.MAIN_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cliutil.add_version(parser)

@@ -32,6 +32,18 @@ def version() -> str:
         return "unknown (not installed)"
 
 
+# The top-level --help's epilog of both commands
+MAIN_EPILOG = """\
+Each command's --help has its options, examples and exit statuses.
+
+exit status:
+  0    success
+  1    the run found something wrong, or could not be done (one line on stderr)
+  2    usage error: a bad option or value, no COMMAND
+  130  SIGINT (143 SIGTERM) where the command has no clean stop of its own
+"""
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
 

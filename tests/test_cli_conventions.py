@@ -271,5 +271,5 @@ def test_a_signal_during_observe_set_up(monkeypatch, sigterm_guard, sig, status)
 def test_the_statuses_are_the_ones_documented():
     assert (cliutil.OK, cliutil.FAILED, cliutil.USAGE) == (0, 1, 2)
     assert (cliutil.SIGINT_STATUS, cliutil.SIGTERM_STATUS) == (130, 143)
-    for text in (producer_cli.TOP_EPILOG, observe_cli.MAIN_EPILOG):
+    for text in (producer_cli.build_parser().epilog, observe_cli.build_parser().epilog):
         assert re.search(r"^  130  SIGINT \(143 SIGTERM\)", text, re.M)

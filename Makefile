@@ -25,7 +25,7 @@ GUEST_TIER_TIMEOUT := 3600
 # pytest's closing line in a tier's log, or a word on why there is none.
 SUMMARY := summary() { grep -E '^=+ .* in [0-9.]+s' "$$1" | tail -n 1 | grep . || echo "no pytest summary (see $$1)"; }; summary
 
-.PHONY: setup test test-host test-guest test-kernel-tier demo driver vm bench dashboards clean
+.PHONY: setup test test-host test-guest test-kernel-tier demo driver vm bench dashboards clean install uninstall
 
 setup:
 	@lab/setup.sh
@@ -80,7 +80,8 @@ driver: setup
 
 # Two cameras, zero-copy and copy, in the lab's guest with the live TUI here
 # (a summary after DEMO_SECONDS without a terminal). NATIVE=1: on this
-# machine's kernel instead (root, kernel headers installed).
+# machine's kernel instead (root): the installed vcam (make install) when
+# there is one, else the checkout's, built against the kernel's headers.
 DEMO_SECONDS ?= 20
 demo: setup
 	@$(VENV)/bin/python lab/demo --seconds $(DEMO_SECONDS) $(if $(filter 1,$(NATIVE)),--native)
@@ -100,6 +101,17 @@ bench: setup
 	@# The probes' cost as instruction counts: a busy host scatters wall-clock ratios
 	@echo; $(VM_RUN) --icount -- python3 bench/probe_overhead.py --pin --each build/vcam-bench
 	@echo; $(VENV)/bin/python bench/tui_cpu.py
+
+# Install vcam on this machine, as root: the module through DKMS, the udev
+# rule for group video, the commands in /usr/local/bin, the exporter's
+# systemd unit (install/install.sh says what goes where). Nothing of the
+# lab's set-up. WHEELS=DIR takes the Python packages from a directory
+# (install/install.sh wheels DIR fills one) instead of PyPI.
+install:
+	@WHEELS="$(WHEELS)" install/install.sh install
+
+uninstall:
+	@install/install.sh uninstall
 
 clean:
 	-$(VM_RUN) --clean-driver

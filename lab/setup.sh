@@ -43,7 +43,9 @@ esac
 [ -r /etc/debian_version ] || die "this set-up needs Debian 12 (apt); see README.md for other systems"
 
 # What the lab runs: the guest (qemu), the module build, the BPF tools,
-# the V4L2 peers and Prometheus. The guest kernel is added below.
+# the V4L2 peers, Prometheus, and dkms (tests/test_install.py installs
+# vcam in the guest, which sees this machine's packages). The guest
+# kernel is added below.
 packages=(
 	qemu-system-x86 kmod busybox-static
 	build-essential bc
@@ -51,6 +53,7 @@ packages=(
 	v4l-utils gstreamer1.0-tools gstreamer1.0-plugins-good ffmpeg
 	prometheus
 	python3-venv tmux curl
+	dkms
 )
 # sid's kernel needs a sid build root for its modules.
 [ "$kernel_series" = 7.2 ] && packages+=(mmdebstrap)
@@ -129,4 +132,15 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ]; then
 	say "installing the Python packages into $venv"
 	"$venv/bin/pip" install -q --disable-pip-version-check -e "$top[dev]"
 	echo "$want_stamp" >"$stamp"
+fi
+
+# tests/test_install.py runs `make install` in the guest, which has no
+# network: the Python dependencies wait there as wheels. Refetched only
+# when pyproject.toml changes.
+wheels="$top/build/wheels"
+if [ "$(cat "$wheels/.pyproject-sha256" 2>/dev/null)" != "$want_stamp" ]; then
+	say "downloading the Python wheels for the guest's make install into $wheels"
+	rm -rf "$wheels"
+	"$top/install/install.sh" wheels "$wheels"
+	echo "$want_stamp" >"$wheels/.pyproject-sha256"
 fi

@@ -15,13 +15,13 @@ import select
 
 from . import v4l2
 from .control import CONTROL_NODE, Control
-from .dmabuf import NO_ALLOCATOR, DmaBuf, NoAllocatorError, alloc, system_allocator
+from .dmabuf import DmaBuf, NoAllocatorError, alloc, no_allocator_message, system_allocator
 from .errors import limit_message, slot_memory_message
 from .uapi import vcam_ioc_dequeue
 
 # Where the slots' DMA-BUFs come from (VirtualCamera's slot_memory):
 SLOT_MEMORY = {
-    "auto": "a DMA-BUF heap or udmabuf, else the driver's own slot buffers",
+    "auto": "a DMA-BUF heap or udmabuf this user may open, else the driver's own slot buffers",
     "system": "a DMA-BUF heap or udmabuf (the system's DMA-BUF allocator)",
     "driver": "the driver's own slot buffers, exported as DMA-BUFs (VCAM_IOC_EXPORT)",
 }
@@ -44,7 +44,7 @@ class VirtualCamera:
         self.memory = system_allocator() if slot_memory != "driver" else None
         if self.memory is None:
             if slot_memory == "system":
-                raise NoAllocatorError(errno.ENODEV, NO_ALLOCATOR)
+                raise NoAllocatorError(errno.ENODEV, no_allocator_message())
             self.memory = "driver"
         if isinstance(pixelformat, str):
             pixelformat = v4l2.fourcc(pixelformat)

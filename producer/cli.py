@@ -9,7 +9,7 @@ import sys
 
 from . import cliutil, formats, uapi
 from .control import CONTROL_NODE
-from .dmabuf import NO_ALLOCATOR
+from .dmabuf import no_allocator_message
 from .errors import PATTERNS, SourceError
 from .share import ShareError
 
@@ -199,7 +199,7 @@ def cmd_run(args) -> int:
                 raise UserFacingError(e.strerror) from None
             raise UserFacingError(_open_error(e, e.filename)) from None
         if args.slot_memory == "auto" and cam.memory == "driver":
-            print(f"vcam-producer run: note: {NO_ALLOCATOR}; the frames live in the driver's own slot buffers "
+            print(f"vcam-producer run: note: {no_allocator_message()}; the frames live in the driver's own slot buffers "
                   "(--share still gives consumers the zero-copy path)", file=sys.stderr, flush=True)
         description = {"device": cam.video_path, "device_nr": cam.nr, "width": width, "height": height,
                        "format": fmt.fourcc, "frame_size": source.size, "buffer_size": cam.bufs[0].size,

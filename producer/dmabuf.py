@@ -105,28 +105,38 @@ class NoAllocatorError(OSError):
     """Neither DMA-BUF allocator exists on this machine."""
 
 
-NO_ALLOCATOR = (f"no DMA-BUF allocator: neither {DMA_HEAP_SYSTEM} (CONFIG_DMABUF_HEAPS_SYSTEM) "
-                f"nor {UDMABUF_DEV} (CONFIG_UDMABUF) exists")
+# The system's DMA-BUF allocators, in the order alloc() tries them: name,
+# device, the kernel option that makes it.
+ALLOCATORS = (("dma-heap", DMA_HEAP_SYSTEM, "CONFIG_DMABUF_HEAPS_SYSTEM"),
+              ("udmabuf", UDMABUF_DEV, "CONFIG_UDMABUF"))
 
 
 def system_allocator() -> str | None:
-    """Which DMA-BUF allocator alloc() uses here: "dma-heap", "udmabuf" or None."""
-    if os.path.exists(DMA_HEAP_SYSTEM):
-        return "dma-heap"
-    if os.path.exists(UDMABUF_DEV):
-        return "udmabuf"
+    """Which DMA-BUF allocator alloc() uses here: "dma-heap", "udmabuf" or
+    None. One this process may not open does not count (Debian 12 gives the
+    system heap to root alone and udmabuf to group kvm)."""
+    for name, path, _ in ALLOCATORS:
+        if os.access(path, os.R_OK | os.W_OK):
+            return name
     return None
 
 
+def no_allocator_message() -> str:
+    """Why system_allocator() found none, for each allocator."""
+    reasons = [f"{path} is not open to this user" if os.path.exists(path) else f"no {path} ({config})"
+               for _, path, config in ALLOCATORS]
+    return "no DMA-BUF allocator: " + ", ".join(reasons)
+
+
 def alloc(size: int) -> int:
-    """A DMA-BUF fd: the system heap if present, else udmabuf, else
-    NoAllocatorError naming both."""
+    """A DMA-BUF fd: the system heap if this process may use it, else
+    udmabuf, else NoAllocatorError saying why neither."""
     which = system_allocator()
     if which == "dma-heap":
         return alloc_heap(size)
     if which == "udmabuf":
         return alloc_udmabuf(size)
-    raise NoAllocatorError(errno.ENODEV, NO_ALLOCATOR)
+    raise NoAllocatorError(errno.ENODEV, no_allocator_message())
 
 
 def sync(fd: int, flags: int) -> None:

@@ -106,9 +106,10 @@ bench: setup
 # rule for group video, the commands in /usr/local/bin, the exporter's
 # systemd unit (install/install.sh says what goes where). Nothing of the
 # lab's set-up. WHEELS=DIR takes the Python packages from a directory
-# (install/install.sh wheels DIR fills one) instead of PyPI.
+# (install/install.sh wheels DIR fills one) instead of PyPI; KVER=<release>
+# builds the module for a kernel installed but not running yet.
 install:
-	@WHEELS="$(WHEELS)" install/install.sh install
+	@WHEELS="$(WHEELS)" KVER="$(KVER)" install/install.sh install
 
 uninstall:
 	@install/install.sh uninstall

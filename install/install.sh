@@ -9,6 +9,9 @@
 #                                  (for an install without network:
 #                                  WHEELS=DIR install/install.sh install)
 #
+# The module is built for the running kernel, or for KVER=<release> (a
+# kernel installed but not yet booted).
+#
 # What goes where is listed below; uninstall removes exactly those paths.
 set -Eeuo pipefail
 
@@ -38,16 +41,19 @@ need_root() {
 	[ "$(id -u)" -eq 0 ] || die "make $1 changes the system: run it as root (sudo make $1)"
 }
 
+# The kernel the module is built for.
+kver=${KVER:-$(uname -r)}
+if [ -n "${KVER:-}" ]; then which_kernel="kernel $kver"; else which_kernel="running kernel $kver"; fi
+
 have_systemctl() { command -v systemctl >/dev/null && [ -d /run/systemd/system ]; }
 
 # Everything install checks before it changes anything.
 preflight() {
 	need_root install
 	[ -n "$version" ] || die "no version in $top/pyproject.toml"
-	local kver driver_version
-	kver=$(uname -r)
+	local driver_version
 	[ -e "/lib/modules/$kver/build/Makefile" ] ||
-		die "no headers for the running kernel $kver in /lib/modules/$kver/build (Debian: apt install linux-headers-$kver)"
+		die "no headers for the $which_kernel in /lib/modules/$kver/build (Debian: apt install linux-headers-$kver)"
 	command -v dkms >/dev/null || die "dkms is not installed (Debian: apt install dkms)"
 	[ -x "$system_python" ] || die "$system_python is missing (Debian: apt install python3)"
 	"$system_python" -c 'import ensurepip, venv' 2>/dev/null ||
@@ -73,8 +79,6 @@ put() {
 }
 
 install_module() {
-	local kver
-	kver=$(uname -r)
 	# DKMS keeps one source tree per version; other versions are removed
 	# so that exactly one vcam is built for each kernel.
 	local other

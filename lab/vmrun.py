@@ -445,7 +445,9 @@ def main(argv=None):
     def stop(signum, _frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    # SIGHUP: the terminal went away; the guest must not outlive it.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
     try:
         return run(args)
     except RunnerError as err:

@@ -2,15 +2,13 @@
 `consume` proves what a consumer receives."""
 
 import argparse
-import errno
 import json
 import re
 import sys
 
 from . import cliutil, formats, uapi
-from .control import CONTROL_NODE
 from .dmabuf import NO_ALLOCATOR
-from .errors import PATTERNS, SourceError
+from .errors import PATTERNS, SourceError, open_error
 from .share import ShareError
 
 RUN_EXAMPLES = """\
@@ -115,33 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _group_of(path: str) -> str | None:
-    """The name of the group that owns PATH, unless that is root's."""
-    import grp
-    import os
-
-    try:
-        gid = os.stat(path).st_gid
-        return grp.getgrgid(gid).gr_name if gid != 0 else None
-    except (OSError, KeyError):
-        return None
-
-
-def _open_error(e: OSError, path: str) -> str:
-    """A one-line explanation of an OSError from opening or using a device."""
-    if e.errno == errno.ENOENT and path == CONTROL_NODE:
-        return f"{CONTROL_NODE} does not exist: is the vcam module loaded? (insmod vcam.ko)"
-    if e.errno == errno.EACCES or e.errno == errno.EPERM:
-        group = _group_of(path)
-        if group:
-            # make install gives /dev/vcam to group video; a new group
-            # membership counts only from the next login
-            return (f"cannot open {path}: permission denied: add yourself to group {group} "
-                    f"(sudo usermod -aG {group} $USER), then log out and in again")
-        return f"cannot open {path}: permission denied (run as root or join the group that owns it)"
-    return f"{path}: {e.strerror or e}"
-
-
 def check_run(parser: argparse.ArgumentParser, args) -> tuple[int, int, formats.PixelFormat, bool]:
     """Every value run takes, checked before anything is opened; a bad one
     is a usage error (status 2) naming its option."""
@@ -197,7 +168,7 @@ def cmd_run(args) -> int:
         except OSError as e:
             if e.filename is None:  # CREATE or a DMA-BUF allocation said no
                 raise UserFacingError(e.strerror) from None
-            raise UserFacingError(_open_error(e, e.filename)) from None
+            raise UserFacingError(open_error(e, e.filename)) from None
         if args.slot_memory == "auto" and cam.memory == "driver":
             print(f"vcam-producer run: note: {NO_ALLOCATOR}; the frames live in the driver's own slot buffers "
                   "(--share still gives consumers the zero-copy path)", file=sys.stderr, flush=True)
@@ -235,7 +206,7 @@ def cmd_consume(args) -> int:
         report = consume(args.device, args.memory, args.frames, args.verify, args.import_socket,
                          args.buffers, args.timeout)
     except OSError as e:
-        raise UserFacingError(_open_error(e, e.filename or args.device or args.import_socket)) from None
+        raise UserFacingError(open_error(e, e.filename or args.device or args.import_socket)) from None
     if args.json:
         print(json.dumps(report.as_dict()))
     else:

@@ -90,13 +90,9 @@ class Producer:
                 pixels[: integrity.HEADER_SIZE] = head
 
     def _take_back(self) -> None:
-        while True:
-            try:
-                done = self.cam.ctl.dequeue()
-            except BlockingIOError:
-                return
-            self._free.append(done.index)
-            self.report.slots_returned += 1
+        returned = self.cam.take_back()
+        self._free.extend(returned)
+        self.report.slots_returned += len(returned)
 
     def _print_status(self, now: int, start: int) -> None:
         r = self.report

@@ -45,6 +45,11 @@ class Source:
         """Frame number n, or None when the source has ended."""
         raise NotImplementedError
 
+    def fileno(self) -> int | None:
+        """The fd that the next frame() reads from, for the producer to wait
+        on in poll(); None when frame() does not wait for input."""
+        return None
+
     def close(self) -> None:
         pass
 
@@ -292,6 +297,9 @@ class PipeSource(Source):
             self._ended, self.partial = True, got
             return None
         return Frame(n, self._buf)
+
+    def fileno(self) -> int | None:
+        return None if self._first_pending or self._ended else self._stream.fileno()
 
 
 def open_source(fmt: PixelFormat, width: int, height: int, pattern: str | None = None,

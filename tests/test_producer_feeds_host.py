@@ -10,6 +10,7 @@ import os
 import pty
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from producer import formats, pyvirtualcam, sources
 from producer.errors import SourceError
 from producer.pyvirtualcam import Camera, PixelFormat
+from producer.uapi import VCAM_STATUS_IDLE
 from producer_procs import run_cli
 from test_producer_pixels import HEIGHT, TOLERANCE, WIDTH, disagreement, ffmpeg_convert, test_picture
 
@@ -182,6 +184,93 @@ def test_without_the_module_one_line_and_no_fd():
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert r.stdout.splitlines() == [
         "True|2|/nonexistent/vcam does not exist: is the vcam module loaded? (insmod vcam.ko)", "True"]
+
+
+# --- pacing and slots, as pure logic ------------------------------------------------------
+
+
+class FakeClock:
+    """time for producer.pyvirtualcam: monotonic() moves only when told or slept."""
+
+    def __init__(self):
+        self.now = 100.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def monotonic_ns(self) -> int:
+        return int(self.now * 1e9)
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+
+class IdleSlots:
+    """Stands in for VirtualCamera: two slots, none ever handed back, nobody streaming."""
+
+    video_path = "/dev/video7"
+    slots = 2
+
+    def __init__(self, *args, **kwargs):
+        self.queued: list[int] = []
+        self.ctl = types.SimpleNamespace(status=lambda: VCAM_STATUS_IDLE)
+
+    def take_back(self) -> list[int]:
+        return []
+
+    def write(self, index: int, data) -> None:
+        pass
+
+    def queue(self, index: int, timestamp: int = 0) -> None:
+        self.queued.append(index)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def clock(monkeypatch) -> FakeClock:
+    fake = FakeClock()
+    monkeypatch.setattr(pyvirtualcam, "time", fake)
+    monkeypatch.setattr(pyvirtualcam, "VirtualCamera", IdleSlots)
+    return fake
+
+
+def test_sleep_until_next_frame_keeps_a_schedule_without_drift(clock):
+    cam = Camera(64, 48, 10)  # a frame due every 0.1 s
+    frame = np.zeros((48, 64, 3), np.uint8)
+    cam.sleep_until_next_frame()  # nothing sent: nothing to wait for
+    assert clock.slept == []
+    for work in (0.03, 0.05):  # the program's own time per frame; the sleep makes up the rest
+        cam.send(frame)
+        clock.now += work
+        cam.sleep_until_next_frame()
+    assert clock.slept == [0.07, 0.05] and clock.now == pytest.approx(100.2)
+    cam.send(frame)
+    clock.now += 0.35  # more than a frame late: no sleep, and no hurry after it
+    cam.sleep_until_next_frame()
+    assert len(clock.slept) == 2
+    cam.send(frame)
+    clock.now += 0.02
+    cam.sleep_until_next_frame()
+    assert clock.slept[-1] == 0.08  # a new schedule from the late frame on
+    assert cam.frames_sent == 4
+
+
+def test_with_nobody_streaming_send_queues_every_slot_then_drops(clock):
+    cam = Camera(64, 48, 10, fmt=PixelFormat.BGR)
+    for _ in range(5):
+        cam.send(np.zeros((48, 64, 3), np.uint8))
+        clock.now += 0.1
+    assert cam._cam.queued == [0, 1]
+    assert (cam.frames_sent, cam.frames_dropped) == (5, 3)
+    assert cam.current_fps == pytest.approx(10.0)
+    assert cam.device == "/dev/video7"
+    cam.close()
+    with pytest.raises(RuntimeError, match="send\\(\\) on a closed Camera"):
+        cam.send(np.zeros((48, 64, 3), np.uint8))
 
 
 # --- raw frames on standard input ---------------------------------------------------------

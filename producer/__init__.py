@@ -8,7 +8,7 @@ and the reference consumer that checks what arrives.
     control.py    /dev/vcam: typed free functions and Control
     camera.py     VirtualCamera: a camera with its slots and their DMA-BUFs
     formats.py    pixel formats and the RGB converter
-    sources.py    test patterns, still images, video files and cameras
+    sources.py    test patterns, still images, video files and cameras, raw frames on stdin
     integrity.py  the per-frame integrity header
     produce.py    the paced producer loop
     share.py      DMA-BUF fds to consumers over SCM_RIGHTS
@@ -16,4 +16,5 @@ and the reference consumer that checks what arrives.
     consume.py    the reference consumer and its report
     sysfs.py      the driver's per-camera counters
     cli.py        vcam-producer run | consume
+    pyvirtualcam.py  pyvirtualcam's Camera on vcam, for Python programs
 """

@@ -114,6 +114,16 @@ class VirtualCamera:
             raise TimeoutError(f"no output slot came back within {timeout:.1f}s")
         return self.ctl.dequeue()
 
+    def take_back(self) -> list[int]:
+        """The slots the driver has handed back by now, without waiting
+        (a camera made with nonblock=True)."""
+        returned = []
+        while True:
+            try:
+                returned.append(self.ctl.dequeue().index)
+            except BlockingIOError:
+                return returned
+
     def close(self) -> None:
         # The control file first: the driver removes the camera and lets go
         # of the DMA-BUFs it holds; then our own references.

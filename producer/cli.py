@@ -2,28 +2,29 @@
 `consume` proves what a consumer receives."""
 
 import argparse
-import errno
 import json
+import os
 import re
 import sys
 
 from . import cliutil, formats, uapi
-from .control import CONTROL_NODE
 from .dmabuf import no_allocator_message
-from .errors import PATTERNS, SourceError
+from .errors import PATTERNS, SourceError, open_error
 from .share import ShareError
 
 RUN_EXAMPLES = """\
   vcam-producer run --size 1280x720 --fps 30 --pattern counter --label "Lab Cam"
-  vcam-producer run --input clip.mp4 --loop --size 640x480 --format NV12
-  vcam-producer run --input /dev/video0 --size 640x480          # a real camera, re-published
+  vcam-producer run --input clip.mp4 --loop --size 640x480 --format NV12   # or /dev/video0, a real camera
+  vcam-producer run --input - --size 640x480 --format YUYV      # raw frames piped in: ffmpeg ... -f rawvideo -pix_fmt yuyv422 -
   vcam-producer run --pattern gradient --fps 0 --frames 1000 --share /tmp/vcam.sock --json
 """
 RUN_STATUSES = """\
-  0    the run ended: --frames reached, the input ended, or SIGINT/SIGTERM
-       stopped it at a clean point (the report's stopped_by names the signal)
+  0    the run ended: --frames reached, the input ended (a last frame cut short
+       on standard input is dropped, with a note), or SIGINT/SIGTERM stopped it
+       at a clean point (the report's stopped_by names the signal)
   1    the camera could not be made or fed: no /dev/vcam, no permission, an
-       unreadable input, a --share socket in use, a driver error during the run
+       unreadable input or one without a whole frame, a --share socket in use,
+       a driver error during the run
   2    usage error: a bad option or value (--size, --fps, --slots, --label, ...)
   130  SIGINT (143 SIGTERM) during set-up, before the first frame; the camera
        is removed all the same
@@ -71,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = cliutil.subcommand(
         sub, "run", help="create a camera and feed it frames",
         description="Create a vcam camera and feed it frames from a test pattern, an image, a video or "
-                    "another camera, paced at --fps, until --frames, the input's end or SIGINT/SIGTERM. "
+                    "another camera, or raw frames on standard input (--input -), paced at --fps, until --frames, the input's end or SIGINT/SIGTERM. "
                     "Prints the new /dev/videoN (or, with --json, a ready line and the report). "
                     "Needs /dev/vcam (the vcam module) and permission to open it.",
         examples=RUN_EXAMPLES, statuses=RUN_STATUSES)
@@ -82,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--fps", type=float, default=30.0, help="frames per second; 0 = as fast as consumed (default 30)")
     src = run.add_mutually_exclusive_group()
     src.add_argument("--pattern", choices=PATTERNS, help="test pattern (default smpte)")
-    src.add_argument("--input", metavar="PATH", help="still image, video file or /dev/videoX (decoded by ffmpeg)")
+    src.add_argument("--input", metavar="PATH",
+                     help="still image, video file or /dev/videoX (decoded by ffmpeg), or - for raw frames "
+                          "of --size and --format on standard input")
     run.add_argument("--loop", action="store_true", help="play a video --input forever")
     run.add_argument("--label", default="vcam", help="card name consumers see (letters, digits, spaces)")
     run.add_argument("--frames", type=int, help="stop after N frames, once every slot is back (default: run until stopped)")
@@ -115,33 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _group_of(path: str) -> str | None:
-    """The name of the group that owns PATH, unless that is root's."""
-    import grp
-    import os
-
-    try:
-        gid = os.stat(path).st_gid
-        return grp.getgrgid(gid).gr_name if gid != 0 else None
-    except (OSError, KeyError):
-        return None
-
-
-def _open_error(e: OSError, path: str) -> str:
-    """A one-line explanation of an OSError from opening or using a device."""
-    if e.errno == errno.ENOENT and path == CONTROL_NODE:
-        return f"{CONTROL_NODE} does not exist: is the vcam module loaded? (insmod vcam.ko)"
-    if e.errno == errno.EACCES or e.errno == errno.EPERM:
-        group = _group_of(path)
-        if group:
-            # make install gives /dev/vcam to group video; a new group
-            # membership counts only from the next login
-            return (f"cannot open {path}: permission denied: add yourself to group {group} "
-                    f"(sudo usermod -aG {group} $USER), then log out and in again")
-        return f"cannot open {path}: permission denied (run as root or join the group that owns it)"
-    return f"{path}: {e.strerror or e}"
-
-
 def check_run(parser: argparse.ArgumentParser, args) -> tuple[int, int, formats.PixelFormat, bool]:
     """Every value run takes, checked before anything is opened; a bad one
     is a usage error (status 2) naming its option."""
@@ -157,6 +133,8 @@ def check_run(parser: argparse.ArgumentParser, args) -> tuple[int, int, formats.
         parser.error(f"bad --fps {args.fps:g}: 0 (unpaced) or up to 1000")
     if not uapi.VCAM_MIN_FRAMES <= args.slots <= uapi.VCAM_MAX_FRAMES:
         parser.error(f"bad --slots {args.slots}: {uapi.VCAM_MIN_FRAMES}..{uapi.VCAM_MAX_FRAMES}")
+    if args.loop and args.input == "-":
+        parser.error("bad --loop: standard input (--input -) cannot be played again")
     if args.frames is not None and args.frames < 1:
         parser.error(f"bad --frames {args.frames}: at least 1")
     if not LABEL.match(args.label) or len(args.label.encode()) >= uapi.VCAM_LABEL_MAX:
@@ -188,6 +166,8 @@ def cmd_run(args) -> int:
     from .sources import open_source
 
     width, height, fmt, header = check_run(args.parser, args)
+    if args.input == "-" and os.isatty(0):
+        args.parser.error("--input - reads raw frames from a pipe or a file; standard input is a terminal")
     source = open_source(fmt, width, height, pattern=args.pattern, input_path=args.input, loop=args.loop)
     cam = share = None
     try:
@@ -197,7 +177,7 @@ def cmd_run(args) -> int:
         except OSError as e:
             if e.filename is None:  # CREATE or a DMA-BUF allocation said no
                 raise UserFacingError(e.strerror) from None
-            raise UserFacingError(_open_error(e, e.filename)) from None
+            raise UserFacingError(open_error(e, e.filename)) from None
         if args.slot_memory == "auto" and cam.memory == "driver":
             print(f"vcam-producer run: note: {no_allocator_message()}; the frames live in the driver's own slot buffers "
                   "(--share still gives consumers the zero-copy path)", file=sys.stderr, flush=True)
@@ -213,6 +193,10 @@ def cmd_run(args) -> int:
         producer = Producer(cam, source, fps=args.fps, frames=args.frames, header=header, share=share,
                             status=sys.stderr.isatty() and not args.json)
         report = producer.run()
+        if source.partial:
+            print(f"vcam-producer run: note: the input ended {source.partial} bytes into frame "
+                  f"{report.frames_queued} (a frame is {source.size} bytes); that partial frame was dropped",
+                  file=sys.stderr, flush=True)
     finally:
         if share:
             share.close()
@@ -235,7 +219,7 @@ def cmd_consume(args) -> int:
         report = consume(args.device, args.memory, args.frames, args.verify, args.import_socket,
                          args.buffers, args.timeout)
     except OSError as e:
-        raise UserFacingError(_open_error(e, e.filename or args.device or args.import_socket)) from None
+        raise UserFacingError(open_error(e, e.filename or args.device or args.import_socket)) from None
     if args.json:
         print(json.dumps(report.as_dict()))
     else:

@@ -3,6 +3,8 @@ raise them so the CLI can catch them without importing numpy."""
 
 import errno
 
+from .control import CONTROL_NODE
+
 PATTERNS = ("smpte", "gradient", "counter")  # the test patterns sources.py renders
 
 
@@ -46,3 +48,30 @@ def slot_memory_message(index: int, slots: int, size: int, strerror: str) -> str
     return (f"the driver could not allocate slot buffer {index} of {slots} ({size / 2**20:.1f} MiB each): "
             f"{strerror}; the buffers are charged to this process's memory cgroup, whose memory.max may be "
             "reached (use fewer slots or a smaller frame)")
+
+
+def _group_of(path: str) -> str | None:
+    """The name of the group that owns PATH, unless that is root's."""
+    import grp
+    import os
+
+    try:
+        gid = os.stat(path).st_gid
+        return grp.getgrgid(gid).gr_name if gid != 0 else None
+    except (OSError, KeyError):
+        return None
+
+
+def open_error(e: OSError, path: str) -> str:
+    """A one-line explanation of an OSError from opening or using a device."""
+    if e.errno == errno.ENOENT and path == CONTROL_NODE:
+        return f"{CONTROL_NODE} does not exist: is the vcam module loaded? (sudo modprobe vcam)"
+    if e.errno == errno.EACCES or e.errno == errno.EPERM:
+        group = _group_of(path)
+        if group:
+            # make install gives /dev/vcam to group video; a new group
+            # membership counts only from the next login
+            return (f"cannot open {path}: permission denied: add yourself to group {group} "
+                    f"(sudo usermod -aG {group} $USER), then log out and in again")
+        return f"cannot open {path}: permission denied (run as root or join the group that owns it)"
+    return f"{path}: {e.strerror or e}"

@@ -75,6 +75,7 @@ class Producer:
         self.report = ProducerReport(device=cam.video_path)
         self._free = deque(range(cam.slots))
         self._slot_key: list = [None] * cam.slots  # which source frame each slot holds
+        self._watched: int | None = None  # the source's fd while poll() waits for it
 
     def _fill(self, index: int, n: int, frame, timestamp: int) -> None:
         buf = self.cam.bufs[index]
@@ -90,13 +91,20 @@ class Producer:
                 pixels[: integrity.HEADER_SIZE] = head
 
     def _take_back(self) -> None:
-        while True:
-            try:
-                done = self.cam.ctl.dequeue()
-            except BlockingIOError:
-                return
-            self._free.append(done.index)
-            self.report.slots_returned += 1
+        returned = self.cam.take_back()
+        self._free.extend(returned)
+        self.report.slots_returned += len(returned)
+
+    def _watch_source(self, poller: select.poll, fd: int | None) -> None:
+        """Poll the source's fd only while the loop waits for its input (an
+        input with bytes waiting would otherwise wake every poll)."""
+        if fd == self._watched:
+            return
+        if self._watched is not None:
+            poller.unregister(self._watched)
+        if fd is not None:
+            poller.register(fd, select.POLLIN)
+        self._watched = fd
 
     def _print_status(self, now: int, start: int) -> None:
         r = self.report
@@ -127,7 +135,13 @@ class Producer:
                     break
                 now = time.monotonic_ns()
                 due = start + int(n * interval)
-                if wants_more and self._free and now >= due:
+                ready = bool(wants_more and self._free and now >= due)
+                # A source that reads an input waits for it in poll(), where a signal reaches the
+                # loop, not inside frame()'s read (which, once a frame has begun, waits for the rest).
+                source_fd = self.source.fileno() if ready else None
+                waiting = source_fd is not None and not select.select([source_fd], [], [], 0)[0]
+                self._watch_source(poller, source_fd if waiting else None)
+                if ready and not waiting:
                     frame = self.source.frame(n)
                     if frame is None:
                         r.source_ended = True
@@ -140,6 +154,8 @@ class Producer:
                     n += 1
                     r.frames_queued = n
                     timeout_ms = 0  # collect returned slots, then go on
+                elif ready:
+                    timeout_ms = int(self.STATUS_INTERVAL_S * 1000) if self.status else -1  # until input comes
                 elif wants_more and self._free:
                     timeout_ms = max(0, (due - now + 999_999) // 1_000_000)
                 else:

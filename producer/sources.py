@@ -1,6 +1,7 @@
 """Frame sources: test patterns rendered with numpy, still images, and
 video files or real cameras decoded by an ffmpeg subprocess, all in the
-camera's pixel format.
+camera's pixel format; or raw frames already in that format on standard
+input.
 
 A source hands out frames by number. Each Frame carries a key (equal keys
 mean equal pixels, so the producer can skip rewriting a slot that already
@@ -38,10 +39,16 @@ class Source:
     def __init__(self, fmt: PixelFormat, width: int, height: int):
         self.fmt, self.width, self.height = fmt, width, height
         self.size = fmt.frame_size(width, height)
+        self.partial = 0  # bytes of a last frame that the input's end cut short (dropped)
 
     def frame(self, n: int) -> Frame | None:
         """Frame number n, or None when the source has ended."""
         raise NotImplementedError
+
+    def fileno(self) -> int | None:
+        """The fd that the next frame() reads from, for the producer to wait
+        on in poll(); None when frame() does not wait for input."""
+        return None
 
     def close(self) -> None:
         pass
@@ -159,7 +166,19 @@ class PatternSource(Source):
             dst[row : row + src.shape[0], col : col + src.shape[1]] = src
 
 
-# --- files and cameras through ffmpeg -------------------------------------------
+# --- files and cameras through ffmpeg, raw frames from a pipe -----------------------
+
+
+def read_into(stream, buf: np.ndarray) -> int:
+    """Fill buf from a binary stream; the bytes read, fewer than buf holds
+    only where the stream ended."""
+    view, got = memoryview(buf), 0
+    while got < len(view):
+        chunk = stream.readinto(view[got:])
+        if not chunk:
+            break
+        got += chunk
+    return got
 
 
 def check_readable(path: str) -> None:
@@ -222,12 +241,8 @@ class FfmpegSource(Source):
         return lines[-1].strip() if lines else ""
 
     def _read(self, n: int) -> Frame | None:
-        view, got = memoryview(self._buf), 0
-        while got < self.size:
-            chunk = self._proc.stdout.readinto(view[got:])
-            if not chunk:
-                return None
-            got += chunk
+        if read_into(self._proc.stdout, self._buf) < self.size:
+            return None
         return Frame(n, self._buf)
 
     def frame(self, n: int) -> Frame | None:
@@ -251,8 +266,46 @@ class FfmpegSource(Source):
         self._proc = None
 
 
+class PipeSource(Source):
+    """Raw frames of the camera's size and format, back to back, on standard
+    input (`--input -`), e.g. from `ffmpeg ... -f rawvideo -pix_fmt yuyv422 -`.
+    The input's end is the source's end; a last frame it cuts short is
+    dropped (never shown torn) and its length kept in partial."""
+
+    def __init__(self, fmt: PixelFormat, width: int, height: int, stream=None):
+        super().__init__(fmt, width, height)
+        # Unbuffered: a frame goes on as soon as its last byte is in.
+        self._stream = stream if stream is not None else open(0, "rb", buffering=0, closefd=False)
+        self._buf = np.empty(self.size, np.uint8)
+        self._ended = False
+        # The first frame now, so an input with none fails before any camera exists.
+        got = read_into(self._stream, self._buf)
+        if got < self.size:
+            raise SourceError(f"standard input ended after {got} bytes, before a whole {width}x{height} "
+                              f"{fmt.fourcc} frame ({self.size} bytes): --input - takes raw frames of "
+                              "--size and --format")
+        self._first_pending = True
+
+    def frame(self, n: int) -> Frame | None:
+        if self._first_pending:
+            self._first_pending = False
+            return Frame(n, self._buf)
+        if self._ended:
+            return None
+        got = read_into(self._stream, self._buf)
+        if got < self.size:
+            self._ended, self.partial = True, got
+            return None
+        return Frame(n, self._buf)
+
+    def fileno(self) -> int | None:
+        return None if self._first_pending or self._ended else self._stream.fileno()
+
+
 def open_source(fmt: PixelFormat, width: int, height: int, pattern: str | None = None,
                 input_path: str | None = None, loop: bool = False) -> Source:
+    if input_path == "-":
+        return PipeSource(fmt, width, height)
     if input_path:
         return FfmpegSource(input_path, fmt, width, height, loop=loop)
     return PatternSource(pattern or "smpte", fmt, width, height)

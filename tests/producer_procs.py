@@ -24,11 +24,19 @@ def short_socket_path() -> str:
 
 
 class RunningProducer:
-    """`vcam-producer run --json ...` in the background; ready holds its first line."""
+    """`vcam-producer run --json ...` in the background; ready holds its first
+    line. With stdin, those bytes are its standard input (then closed)."""
 
-    def __init__(self, args: list[str]):
+    def __init__(self, args: list[str], stdin: bytes | None = None):
         self.proc = subprocess.Popen(CLI + ["run", "--json"] + [str(a) for a in args],
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     stdin=None if stdin is None else subprocess.PIPE)
+        if stdin is not None:
+            # Written whole before the ready line (the producer reads a frame before it makes the
+            # camera), so keep it small: what the pipe's buffer and the slots hold without a consumer.
+            self.proc.stdin.buffer.write(stdin)
+            self.proc.stdin.close()
+            self.proc.stdin = None  # closed: communicate() has nothing to flush or send
         line = self.proc.stdout.readline()
         if not line:
             err = self.proc.stderr.read()
@@ -66,8 +74,8 @@ class RunningProducer:
 
 
 @contextlib.contextmanager
-def running_producer(args: list[str]):
-    p = RunningProducer(args)
+def running_producer(args: list[str], stdin: bytes | None = None):
+    p = RunningProducer(args, stdin)
     try:
         yield p
     finally:

@@ -188,7 +188,7 @@ def test_run_without_a_control_node_fails_with_one_line():
 @pytest.mark.skipif(Path("/dev/vcam").exists(), reason="the vcam module is loaded here")
 def test_run_on_this_host_without_the_module_fails_with_one_line():
     one_line_failure(run("vcam-producer", "run"), "vcam-producer run: ",
-                     "/dev/vcam does not exist: is the vcam module loaded? (insmod vcam.ko)")
+                     "/dev/vcam does not exist: is the vcam module loaded? (sudo modprobe vcam)")
 
 
 def test_consume_from_a_missing_device_fails_with_one_line():

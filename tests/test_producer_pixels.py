@@ -47,12 +47,13 @@ def test_picture() -> np.ndarray:
 test_picture.__test__ = False  # a helper, not a test
 
 
-def ffmpeg_convert(rgb: np.ndarray, pix_fmt: str) -> np.ndarray:
-    h, w, _ = rgb.shape
+def ffmpeg_convert(image: np.ndarray, pix_fmt: str, in_pix_fmt: str = "rgb24") -> np.ndarray:
+    """ffmpeg's conversion of an HxW(xC) image in in_pix_fmt to pix_fmt."""
+    h, w = image.shape[:2]
     r = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error",
-                        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-i", "-",
+                        "-f", "rawvideo", "-pix_fmt", in_pix_fmt, "-s", f"{w}x{h}", "-i", "-",
                         "-vf", REFERENCE_FILTER, "-f", "rawvideo", "-pix_fmt", pix_fmt, "-"],
-                       input=rgb.tobytes(), capture_output=True, timeout=60)
+                       input=np.ascontiguousarray(image).tobytes(), capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr.decode()
     return np.frombuffer(r.stdout, np.uint8)
 

@@ -1,0 +1,235 @@
+"""Feeding a camera from Python (producer.pyvirtualcam) and from a pipe
+(`vcam-producer run --input -`) on the real module, with real consumers
+(v4l2-ctl): what arrives is the frame sent, converted as ffmpeg converts
+it, in order; the driver's counters agree; a last frame cut short ends the
+run cleanly; bad input is one line and leaves no camera and no fd. The
+host half is test_producer_feeds_host.py."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from producer import formats, integrity
+from producer.pyvirtualcam import Camera, CameraError, PixelFormat
+from producer.sysfs import stats, video_nodes
+from producer_procs import CLI, running_producer
+from test_producer_pixels import HEIGHT, TOLERANCE, WIDTH, disagreement, ffmpeg_convert, test_picture
+from vcam_helpers import wait_until
+
+pytestmark = pytest.mark.guest
+
+ROOT = Path(__file__).resolve().parent.parent
+YUYV = formats.lookup("YUYV")
+
+
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def capture(device: str, count: int, out: Path) -> bytes:
+    """COUNT frames from DEVICE by v4l2-ctl (mmap: the driver's copy path)."""
+    r = subprocess.run(["v4l2-ctl", "-d", device, "--stream-mmap", f"--stream-count={count}",
+                        f"--stream-to={out}"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return out.read_bytes()
+
+
+def frames_of(data: bytes, size: int) -> list[bytes]:
+    assert len(data) % size == 0, f"{len(data)} bytes is not a whole number of {size}-byte frames"
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
+# --- Python ---------------------------------------------------------------------------------
+
+
+def test_bgr_frames_arrive_as_ffmpegs_yuyv_in_order(tmp_path):
+    """Four different BGR frames sent with nobody streaming fill the four
+    slots; two more are dropped, not waited for. A consumer then gets the
+    four, in order, each within 1 per sample of ffmpeg's conversion of the
+    same BGR bytes; the driver counts four frames queued and copied."""
+    picture = np.ascontiguousarray(test_picture()[..., ::-1])  # BGR
+    sent = [np.roll(picture, 8 * k, axis=1) for k in range(6)]
+    before, fds = video_nodes(), open_fds()
+    with Camera(WIDTH, HEIGHT, 30, fmt=PixelFormat.BGR, label="Python Bgr", slots=4) as cam:
+        assert (cam.camera_fmt, cam.native_fmt, cam.backend) == ("YUYV", PixelFormat.YUYV, "vcam")
+        nr = int(cam.device.removeprefix("/dev/video"))
+        for frame in sent:
+            cam.send(frame)
+        assert (cam.frames_sent, cam.frames_dropped) == (6, 2)
+        data = capture(cam.device, 4, tmp_path / "bgr.yuyv")
+        counters = stats(nr)
+        # the slots came back after the copies: the next frame is queued, not dropped
+        cam.send(sent[0])
+        assert cam.frames_dropped == 2 and stats(nr)["frames_queued"] == 5
+    assert counters["frames_queued"] == 4 and counters["frames_copied"] == 4 and counters["frames_errored"] == 0
+    size = YUYV.frame_size(WIDTH, HEIGHT)
+    # one ffmpeg run for the four: frames stacked vertically convert row by row alike in 4:2:2
+    expected = frames_of(ffmpeg_convert(np.concatenate(sent[:4]), "yuyv422", in_pix_fmt="bgr24").tobytes(), size)
+    for k, (got, want) in enumerate(zip(frames_of(data, size), expected, strict=True)):
+        worst = disagreement(np.frombuffer(got, np.uint8), np.frombuffer(want, np.uint8), YUYV)
+        assert max(worst) <= TOLERANCE, f"frame {k}: largest difference {worst}"
+        if k:  # each frame is its own, not a repeat of the one before
+            assert max(disagreement(np.frombuffer(got, np.uint8), np.frombuffer(expected[k - 1], np.uint8),
+                                    YUYV)) > 10 * TOLERANCE
+    assert video_nodes() == before and open_fds() == fds
+
+
+def readme_program() -> str:
+    """The README's example of a pyvirtualcam program moved to vcam."""
+    text = (ROOT / "README.md").read_text()
+    [program] = [block for block in re.findall(r"```python\n(.*?)```", text, re.S)
+                 if "from producer import pyvirtualcam" in block]
+    return program
+
+
+def test_the_readme_program_streams_to_a_v4l2_application(tmp_path):
+    """The README's program as it is written, a real consumer capturing
+    while it runs: blue frames (BT.601 limited range: Y' 41, Cb 240, Cr
+    110) with a white bar (235, 128, 128) 4 to 8 pixels wide; then the
+    program ends by itself and its camera is gone."""
+    before = video_nodes()
+    script = tmp_path / "program.py"
+    script.write_text(readme_program())
+    program = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        device = program.stdout.readline().strip()
+        assert re.fullmatch(r"/dev/video\d+", device), device + program.stderr.read()
+        data = capture(device, 5, tmp_path / "readme.yuyv")
+        out, err = program.communicate(timeout=120)
+    finally:
+        if program.poll() is None:
+            program.kill()
+            program.wait()
+    assert program.returncode == 0 and err == "", err
+    for k, frame in enumerate(frames_of(data, YUYV.frame_size(320, 240))):
+        y0, u, y1, v = np.frombuffer(frame, np.uint8).reshape(240, 160, 4).transpose(2, 0, 1).astype(int)
+        white = (np.abs(y0[0] - 235) <= 1) & (np.abs(u[0] - 128) <= 1) & (np.abs(v[0] - 128) <= 1)
+        assert 2 <= white.sum() <= 4, f"frame {k}: {white.sum()} white pixel pairs in the first row"
+        for plane, blue, bar in ((y0, 41, 235), (y1, 41, 235), (u, 240, 128), (v, 110, 128)):
+            expected = np.where(white[None, :], bar, blue)
+            assert np.abs(plane - expected).max() <= 1, f"frame {k}: not blue with a white bar"
+    assert video_nodes() == before
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(tmp_path):
+    """A size the driver refuses; a device it did not make; a bad frame on a
+    live camera (which goes on working); no permission on /dev/vcam."""
+    before, fds = video_nodes(), open_fds()
+    with pytest.raises(CameraError) as e:
+        Camera(9000, 480, 30)
+    assert str(e.value) == "[Errno 22] the driver refused a 9000x480 YUYV camera with 4 slots labelled 'vcam': Invalid argument"
+    assert video_nodes() == before and open_fds() == fds
+    with pytest.raises(CameraError) as e:
+        Camera(64, 48, 30, device="/dev/video99")
+    assert re.fullmatch(r"\[Errno 19\] vcam made /dev/video\d+, not /dev/video99: the driver numbers new cameras "
+                        r"itself \(device=None takes the one it made\)", str(e.value)), str(e.value)
+    assert video_nodes() == before and open_fds() == fds
+    with Camera(64, 48, 30, fmt=PixelFormat.GRAY, camera_fmt="GREY") as cam:
+        with pytest.raises(ValueError, match=r"unexpected frame shape for GRAY: \(48, 64, 3\) != \(48, 64\)"):
+            cam.send(np.zeros((48, 64, 3), np.uint8))
+        frame = np.arange(64 * 48, dtype=np.uint32).astype(np.uint8).reshape(48, 64)
+        cam.send(frame)
+        assert cam.frames_sent == 1
+        assert capture(cam.device, 1, tmp_path / "grey.raw") == frame.tobytes()  # GREY passes as it is
+    assert video_nodes() == before and open_fds() == fds
+    program = "from producer import pyvirtualcam\npyvirtualcam.Camera(64, 48, 30)\n"
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", program],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == ("producer.pyvirtualcam.CameraError: [Errno 13] cannot open /dev/vcam: "
+                                         "permission denied (run as root or join the group that owns it)")
+    assert video_nodes() == before
+
+
+def test_send_waits_for_a_slot_while_a_consumer_streams(tmp_path):
+    """With a consumer streaming, a send() that finds every slot queued
+    waits for one (back-pressure) instead of dropping: the consumer gets
+    every frame sent after it started, none dropped."""
+    with Camera(WIDTH, HEIGHT, 30, fmt=PixelFormat.GRAY, camera_fmt="GREY", slots=2) as cam:
+        out = tmp_path / "frames.raw"
+        consumer = threading.Thread(target=lambda: capture(cam.device, 12, out))
+        consumer.start()
+        nr = int(cam.device.removeprefix("/dev/video"))
+        try:
+            n = 0
+            while consumer.is_alive() and n < 200:  # frames the consumer has not taken yet are never waited for
+                cam.send(np.full((HEIGHT, WIDTH), n, np.uint8))
+                n += 1
+                cam.sleep_until_next_frame()
+        finally:
+            consumer.join(120)
+        dropped, counters = cam.frames_dropped, stats(nr)
+    values = [frame[0] for frame in frames_of(out.read_bytes(), WIDTH * HEIGHT)]
+    assert len(values) == 12
+    # Before the consumer streamed, two frames filled the slots and later ones were dropped; once it
+    # streamed, none: the frames it got end in a run of consecutive ones.
+    assert values[:2] == [0, 1] and values[2:] == list(range(values[2], values[2] + 10)), values
+    assert counters["frames_queued"] == n - dropped and counters["frames_errored"] == 0
+
+
+# --- a pipe ---------------------------------------------------------------------------------
+
+
+def test_a_pipe_ending_mid_frame_is_a_clean_end(tmp_path):
+    """ffmpeg's raw YUYV frames and half a frame more on the producer's
+    standard input: five whole frames reach the consumer intact, the half is
+    dropped with one note line, and the run ends with status 0."""
+    raw = tmp_path / "five.yuyv"
+    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+                    "-i", f"testsrc=size={WIDTH}x{HEIGHT}:rate=30", "-frames:v", "5", "-f", "rawvideo",
+                    "-pix_fmt", "yuyv422", str(raw)], check=True, timeout=120)
+    size = YUYV.frame_size(WIDTH, HEIGHT)
+    frames = frames_of(raw.read_bytes(), size)
+    assert len(frames) == 5
+    before = video_nodes()
+    with running_producer(["--input", "-", "--size", f"{WIDTH}x{HEIGHT}", "--format", "YUYV", "--fps", "0",
+                           "--label", "Piped In"], stdin=b"".join(frames) + frames[0][: size // 2]) as producer:
+        data = capture(producer.device, 5, tmp_path / "piped.yuyv")
+        done = producer.finish(timeout=120)
+    for i, (got, sent) in enumerate(zip(frames_of(data, size), frames, strict=True)):
+        header, problem = integrity.check(got)
+        assert problem is None and header.sequence == i, problem
+        assert got[integrity.HEADER_SIZE:] == sent[integrity.HEADER_SIZE:], f"frame {i} is not the one piped in"
+    assert done["source_ended"] and done["frames_queued"] == 5 and done["in_flight"] == 0
+    assert done["driver"]["frames_queued"] == 5 and done["driver"]["frames_errored"] == 0
+    notes = [line for line in producer.stderr.splitlines() if " note: " in line]
+    assert f"vcam-producer run: note: the input ended {size // 2} bytes into frame 5 (a frame is {size} bytes); " \
+           "that partial frame was dropped" in notes
+    assert len([n for n in notes if "partial frame" in n]) == 1
+    assert video_nodes() == before
+
+
+def test_a_signal_ends_a_run_waiting_on_a_quiet_pipe():
+    """A writer that goes quiet, its end of the pipe still open, does not
+    hold the run: SIGTERM while the producer waits for input ends it at its
+    clean point (status 0, the report, no camera left)."""
+    before = video_nodes()
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(CLI + ["run", "--json", "--input", "-", "--size", f"{WIDTH}x{HEIGHT}", "--fps", "0"],
+                            stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(read_end)
+    try:
+        os.write(write_end, bytes(YUYV.frame_size(WIDTH, HEIGHT) * 2))  # two frames, then silence
+        ready = json.loads(proc.stdout.readline())
+        nr = ready["device_nr"]
+        wait_until(lambda: stats(nr)["frames_queued"] == 2, 60, "both frames queued")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(write_end)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    done = json.loads(out.strip().splitlines()[-1])
+    assert done["stopped_by"] == "SIGTERM" and done["frames_queued"] == 2 and not done["source_ended"]
+    assert video_nodes() == before

@@ -22,8 +22,10 @@ from producer import v4l2
 from producer_procs import run_cli, running_producer, short_socket_path
 from vcam_helpers import Camera, Capture, ProducerThread, expect_errno, stats, vivid_capture_node, wait_until
 
-# every_kernel: also in the kernel tier of the lab's other kernels (make test)
-pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
+pytestmark = pytest.mark.guest
+# also in the kernel tier of the lab's other kernels (make test): all but
+# the TUI's test, whose emulated terminal costs a minute and more
+every_kernel = pytest.mark.every_kernel
 
 FRAMES = 30
 SLOTS = 4
@@ -134,6 +136,7 @@ def check_truth(series, cam, consumed, latencies, path):
     assert value(series, "vcam_process_info", device=dev, role="consumer", comm=me) == 1
 
 
+@every_kernel
 @pytest.mark.parametrize("path", ["copy", "zero_copy"])
 def test_counters_and_latencies_match_the_driver_and_the_consumer(url, path):
     with Camera(nr_frames=SLOTS) as cam, Capture(cam.video) as cap:
@@ -148,6 +151,7 @@ def test_counters_and_latencies_match_the_driver_and_the_consumer(url, path):
         assert value(after, "vcam_frames_errored_total", device=f"video{cam.nr}") == 0
 
 
+@every_kernel
 def test_short_frames_count_as_errors(url):
     with Camera(nr_frames=2) as cam, Capture(cam.video) as cap:
         cap.reqbufs(2)
@@ -167,6 +171,7 @@ def test_short_frames_count_as_errors(url):
         cap.streamoff()
 
 
+@every_kernel
 def test_stalled_consumer_drains_capture_and_fills_output(url):
     with Camera(nr_frames=SLOTS) as cam, Capture(cam.video) as cap:
         cap.reqbufs(2)
@@ -191,6 +196,7 @@ def test_stalled_consumer_drains_capture_and_fills_output(url):
         cap.streamoff()
 
 
+@every_kernel
 def test_refused_queue_and_empty_dequeue_count_nothing(url):
     with Camera(nr_frames=2, nonblock=True) as cam:
         dev = f"video{cam.nr}"
@@ -203,6 +209,7 @@ def test_refused_queue_and_empty_dequeue_count_nothing(url):
         assert value(series, "vcam_output_queue_depth", device=dev) == 1
 
 
+@every_kernel
 def test_consumer_closing_without_streamoff_ends_streaming(url):
     with Camera(nr_frames=SLOTS) as cam:
         dev = f"video{cam.nr}"
@@ -217,6 +224,7 @@ def test_consumer_closing_without_streamoff_ends_streaming(url):
         assert value(series, "vcam_capture_queue_depth", device=dev) == stats(cam.nr)["capture_queued"] == 0
 
 
+@every_kernel
 def test_closed_cameras_consumer_does_not_touch_the_next_camera(url):
     old = Camera(nr_frames=SLOTS, label="closed early")
     cap = Capture(old.video)
@@ -240,6 +248,7 @@ def vcam_numbers(series, dev):
             if dict(k[1]).get("device") == dev}
 
 
+@every_kernel
 def test_vivid_alongside_changes_nothing(url):
     assert shutil.which("v4l2-ctl"), "v4l2-ctl (v4l-utils) is needed"
     vivid = vivid_capture_node()
@@ -263,6 +272,7 @@ def test_vivid_alongside_changes_nothing(url):
         cap.streamoff()
 
 
+@every_kernel
 def test_cameras_come_and_go(url):
     with Camera(nr_frames=SLOTS, label="comes and goes") as cam, Capture(cam.video) as cap:
         dev = f"video{cam.nr}"
@@ -280,6 +290,7 @@ def test_cameras_come_and_go(url):
         assert mine and all(v == 0 for v in mine.values()), mine
 
 
+@every_kernel
 def test_promtool_finds_nothing_wrong_with_a_real_scrape(url, tmp_path):
     with Camera(nr_frames=SLOTS) as cam, Capture(cam.video) as cap:
         stream(cam, cap, 8, zero_copy=False)
@@ -290,6 +301,7 @@ def test_promtool_finds_nothing_wrong_with_a_real_scrape(url, tmp_path):
     assert r.returncode == 0 and not r.stdout.strip() and not r.stderr.strip(), r.stdout + r.stderr
 
 
+@every_kernel
 def test_every_probe_is_attached(url):
     series = scrape(url)
     attached = {dict(k[1])["probe"]: v for k, v in series.items() if k[0] == "vcam_exporter_probe_attached"}
@@ -301,6 +313,7 @@ def test_every_probe_is_attached(url):
     assert missed.keys() == attached.keys() and not any(missed.values()), missed
 
 
+@every_kernel
 def test_return_probe_misses_are_read_from_the_kernel(exporter_proc):
     """The kernel's nmissed behind vcam_exporter_probe_missed_total is there
     for the exporter's own return probes."""
@@ -332,6 +345,7 @@ def stream_and_check(url):
         cap.streamoff()
 
 
+@every_kernel
 def test_module_unloaded_and_loaded_again_under_the_exporter(exporter_proc):
     proc, url, log = exporter_proc
     try:
@@ -350,6 +364,7 @@ def test_module_unloaded_and_loaded_again_under_the_exporter(exporter_proc):
     assert "probe " not in log.read_text()      # no probe failed to attach
 
 
+@every_kernel
 def test_busy_port_is_one_line(exporter_proc):
     r = subprocess.run(["vcam-observe", "export", "--listen", f"127.0.0.1:{PORT}"],
                        capture_output=True, text=True, timeout=120)

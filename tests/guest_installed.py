@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from labtools import TOP, free_port
+from labtools import TOP, free_port, run_command
 from producer import sysfs
 from vcam_helpers import wait_until
 
@@ -38,13 +38,6 @@ ENV_FILE = Path("/etc/default/vcam-exporter")
 VIDEO_GID = grp.getgrnam("video").gr_gid
 MEMBER, STRANGER = 4242, 4243   # uids with no passwd entry: nothing in /etc changes
 USER_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-
-def sh(*argv, check=True, timeout=600, **kwargs):
-    r = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, **kwargs)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{shlex.join(map(str, argv))} exited {r.returncode}:\n{r.stdout}{r.stderr}")
-    return r
 
 
 class Udevd:
@@ -74,7 +67,7 @@ def installed():
     try:
         yield
     finally:
-        sh("rmmod", "vcam", check=False)
+        run_command("rmmod", "vcam", check=False)
         udevd.stop()
 
 
@@ -99,28 +92,28 @@ def user_env(home):
 
 
 def test_modprobe_loads_the_dkms_module_with_its_dependencies(installed):
-    path = sh("modinfo", "-n", "vcam").stdout.strip()
+    path = run_command("modinfo", "-n", "vcam").stdout.strip()
     assert re.search(rf"/modules/{re.escape(RELEASE)}/updates/dkms/vcam\.ko", path), path
-    depends = list(filter(None, sh("modinfo", "-F", "depends", "vcam").stdout.strip().split(",")))
+    depends = list(filter(None, run_command("modinfo", "-F", "depends", "vcam").stdout.strip().split(",")))
     assert depends, "vcam depends on videobuf2"
     # Dependencies no one uses go first, so that modprobe has to load them
-    sh("modprobe", "-r", "-q", *depends, check=False)
-    sh("modprobe", "vcam")
+    run_command("modprobe", "-r", "-q", *depends, check=False)
+    run_command("modprobe", "vcam")
     assert Path("/sys/module/vcam").exists()
     for dep in depends:
         assert Path(f"/sys/module/{dep.replace('-', '_')}").exists(), dep
     # the module loaded is the one DKMS built, not the checkout's
     assert Path("/sys/module/vcam/srcversion").read_text().strip() == \
-        sh("modinfo", "-F", "srcversion", path).stdout.strip()
+        run_command("modinfo", "-F", "srcversion", path).stdout.strip()
 
 
 def test_udev_gives_dev_vcam_to_group_video(installed):
     assert Path("/sys/module/vcam").exists()
-    sh("udevadm", "settle", "--timeout=60")
+    run_command("udevadm", "settle", "--timeout=60")
     st = os.stat("/dev/vcam")
     assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (VIDEO_GID, 0o660), (st.st_gid, oct(st.st_mode))
     # the rule itself, as udev reads it
-    r = sh("udevadm", "test", "/sys/class/misc/vcam", check=False)
+    r = run_command("udevadm", "test", "/sys/class/misc/vcam", check=False)
     assert str(RULE) in r.stdout + r.stderr, (r.stdout + r.stderr)[-2000:]
 
 
@@ -143,15 +136,15 @@ def test_a_user_in_video_streams_zero_copy_and_copy(installed):
         assert camera["slot_memory"] == "driver", camera
         # capture nodes: group video from the system's own udev rules, once
         # udev has handled the new node
-        sh("udevadm", "settle", "--timeout=60")
+        run_command("udevadm", "settle", "--timeout=60")
         node = os.stat(camera["device"])
         assert (node.st_gid, stat.S_IMODE(node.st_mode) & 0o060) == (VIDEO_GID, 0o060), (node.st_gid,
                                                                                        oct(node.st_mode))
         nr = camera["device_nr"]
-        r = sh(*user, "vcam-producer", "consume", "--import", sock, "--frames", "30", "--verify", env=env)
+        r = run_command(*user, "vcam-producer", "consume", "--import", sock, "--frames", "30", "--verify", env=env)
         assert sysfs.stats(nr)["frames_zero_copy"] >= 30
         copied = sysfs.stats(nr)["frames_copied"]
-        r = sh(*user, "vcam-producer", "consume", "--device", camera["device"], "--memory", "mmap",
+        r = run_command(*user, "vcam-producer", "consume", "--device", camera["device"], "--memory", "mmap",
                "--frames", "30", "--verify", env=env)
         assert sysfs.stats(nr)["frames_copied"] >= copied + 30, r.stdout
     finally:
@@ -166,7 +159,7 @@ def test_a_user_in_video_streams_zero_copy_and_copy(installed):
 
 
 def test_a_user_outside_video_is_told_to_join_it(installed):
-    r = sh(*as_user(STRANGER), "vcam-producer", "run", "--frames", "1", check=False,
+    r = run_command(*as_user(STRANGER), "vcam-producer", "run", "--frames", "1", check=False,
            env=user_env(user_home(STRANGER)))
     assert r.returncode == 1
     assert r.stderr.splitlines() == [
@@ -270,7 +263,7 @@ print("loaded" if fd >= 0 else errno.errorcode[ctypes.get_errno()])
 def test_each_capability_of_the_unit_is_needed(installed, dropped):
     settings = unit_service_section(UNIT)
     caps = [c for c in settings["CapabilityBoundingSet"][0].split() if c != dropped]
-    r = sh(*sandboxed(settings, caps), "/usr/bin/python3", "-c", LOAD_A_KPROBE_PROGRAM)
+    r = run_command(*sandboxed(settings, caps), "/usr/bin/python3", "-c", LOAD_A_KPROBE_PROGRAM)
     assert r.stdout.strip() == ("loaded" if dropped is None else "EPERM"), r.stdout + r.stderr
 
 
@@ -281,8 +274,8 @@ def test_without_cap_syslog_vcams_symbol_addresses_read_as_zero(installed):
     caps = settings["CapabilityBoundingSet"][0].split()
     assert Path("/sys/module/vcam").exists()
     read = ["sh", "-c", "grep -m1 '\\[vcam\\]$' /proc/kallsyms"]
-    with_it = sh(*sandboxed(settings, caps), *read).stdout.split()[0]
-    without = sh(*sandboxed(settings, [c for c in caps if c != "CAP_SYSLOG"]), *read).stdout.split()[0]
+    with_it = run_command(*sandboxed(settings, caps), *read).stdout.split()[0]
+    without = run_command(*sandboxed(settings, [c for c in caps if c != "CAP_SYSLOG"]), *read).stdout.split()[0]
     assert int(with_it, 16) != 0 and int(without, 16) == 0, (with_it, without)
 
 
@@ -301,7 +294,7 @@ def load_demo():
 def test_the_native_demo_takes_the_installed_module(installed, tmp_path, capsys):
     """make demo NATIVE=1's module, chosen, loaded and unloaded by the
     demo's own code (the rest of the demo is tests/test_demo_native.py's)."""
-    sh("rmmod", "vcam", check=False)
+    run_command("rmmod", "vcam", check=False)
     native = load_demo().NativeModule(tmp_path)
     native.check()
     assert re.search(rf"/modules/{re.escape(RELEASE)}/updates/dkms/vcam\.ko", str(native.installed)), native.installed
@@ -309,7 +302,7 @@ def test_the_native_demo_takes_the_installed_module(installed, tmp_path, capsys)
     native.load()
     try:
         assert Path("/sys/module/vcam/srcversion").read_text().strip() == \
-            sh("modinfo", "-F", "srcversion", native.installed).stdout.strip()
+            run_command("modinfo", "-F", "srcversion", native.installed).stdout.strip()
     finally:
         assert native.unload()
     said = capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Helpers for tests of the lab itself: the runner as a module and as a command."""
 
+import shlex
 import socket
 import subprocess
 import sys
@@ -28,3 +29,10 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def run_command(*argv, check=True, timeout=900, **kwargs):
+    """subprocess.run with the output captured as text; with check, a
+    failure is an AssertionError that shows the command and its output."""
+    r = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{shlex.join(map(str, argv))} exited {r.returncode}:\n{r.stdout}{r.stderr}")
+    return r

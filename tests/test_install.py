@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from labtools import TOP, VM_RUN, vmrun
+from labtools import TOP, VM_RUN, run_command, vmrun
 
 SERIES = os.environ.get("KERNEL") or vmrun.DEFAULT_KERNEL
 KVER = vmrun.find_kernel(SERIES)
@@ -48,13 +48,6 @@ ENV_FILE = "/etc/default/vcam-exporter"
 # DKMS's key for signing every module it builds (made by its first build,
 # enrolled for Secure Boot on a real machine): DKMS's, not vcam's to remove.
 DKMS_OWN = {"/var/lib/dkms/mok.key", "/var/lib/dkms/mok.pub"}
-
-
-def sh(*argv, check=True, timeout=900, **kwargs):
-    r = subprocess.run([str(a) for a in argv], capture_output=True, text=True, timeout=timeout, **kwargs)
-    if check and r.returncode != 0:
-        raise AssertionError(f"{shlex.join(map(str, argv))} exited {r.returncode}:\n{r.stdout}{r.stderr}")
-    return r
 
 
 class Machine:
@@ -81,7 +74,7 @@ class Machine:
             self.layers[path] = (lower, upper)
 
     def run(self, *argv, **kwargs):
-        return sh("nsenter", "-t", self.holder.pid, "-m", f"--wd={TOP}", "--", *argv, **kwargs)
+        return run_command("nsenter", "-t", self.holder.pid, "-m", f"--wd={TOP}", "--", *argv, **kwargs)
 
     def path(self, path):
         """PATH as the namespace sees it."""

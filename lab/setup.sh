@@ -43,9 +43,9 @@ esac
 [ -r /etc/debian_version ] || die "this set-up needs Debian 12 (apt); see README.md for other systems"
 
 # What the lab runs: the guest (qemu), the module build, the BPF tools,
-# the V4L2 peers, Prometheus, and dkms (tests/test_install.py installs
-# vcam in the guest, which sees this machine's packages). The guest
-# kernel is added below.
+# the V4L2 peers, Prometheus, and dkms (tests/test_install.py runs make
+# install here, in a mount namespace of its own, for the guest's kernel).
+# The guest kernel is added below.
 packages=(
 	qemu-system-x86 kmod busybox-static
 	build-essential bc
@@ -134,9 +134,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ]; then
 	echo "$want_stamp" >"$stamp"
 fi
 
-# tests/test_install.py runs `make install` in the guest, which has no
-# network: the Python dependencies wait there as wheels. Refetched only
-# when pyproject.toml changes.
+# tests/test_install.py runs `make install` without the network (as a
+# machine without it would, WHEELS=DIR): the Python dependencies wait
+# here as wheels. Refetched only when pyproject.toml changes.
 wheels="$top/build/wheels"
 if [ "$(cat "$wheels/.pyproject-sha256" 2>/dev/null)" != "$want_stamp" ]; then
 	say "downloading the Python wheels for the guest's make install into $wheels"

@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = cliutil.subcommand(
         sub, "run", help="create a camera and feed it frames",
         description="Create a vcam camera and feed it frames from a test pattern, an image, a video or "
-                    "another camera, or raw frames on standard input (--input -), paced at --fps, until --frames, the input's end or SIGINT/SIGTERM. "
+                    "another camera, or raw frames on standard input (--input -), paced at --fps, until "
+                    "--frames, the input's end or SIGINT/SIGTERM. "
                     "Prints the new /dev/videoN (or, with --json, a ready line and the report). "
                     "Needs /dev/vcam (the vcam module) and permission to open it.",
         examples=RUN_EXAMPLES, statuses=RUN_STATUSES)
@@ -135,6 +136,8 @@ def check_run(parser: argparse.ArgumentParser, args) -> tuple[int, int, formats.
         parser.error(f"bad --slots {args.slots}: {uapi.VCAM_MIN_FRAMES}..{uapi.VCAM_MAX_FRAMES}")
     if args.loop and args.input == "-":
         parser.error("bad --loop: standard input (--input -) cannot be played again")
+    if args.input == "-" and os.isatty(0):
+        parser.error("--input - reads raw frames from a pipe or a file; standard input is a terminal")
     if args.frames is not None and args.frames < 1:
         parser.error(f"bad --frames {args.frames}: at least 1")
     if not LABEL.match(args.label) or len(args.label.encode()) >= uapi.VCAM_LABEL_MAX:
@@ -166,8 +169,6 @@ def cmd_run(args) -> int:
     from .sources import open_source
 
     width, height, fmt, header = check_run(args.parser, args)
-    if args.input == "-" and os.isatty(0):
-        args.parser.error("--input - reads raw frames from a pipe or a file; standard input is a terminal")
     source = open_source(fmt, width, height, pattern=args.pattern, input_path=args.input, loop=args.loop)
     cam = share = None
     try:
@@ -179,8 +180,8 @@ def cmd_run(args) -> int:
                 raise UserFacingError(e.strerror) from None
             raise UserFacingError(open_error(e, e.filename)) from None
         if args.slot_memory == "auto" and cam.memory == "driver":
-            print(f"vcam-producer run: note: {no_allocator_message()}; the frames live in the driver's own slot buffers "
-                  "(--share still gives consumers the zero-copy path)", file=sys.stderr, flush=True)
+            print(f"vcam-producer run: note: {no_allocator_message()}; the frames live in the driver's own "
+                  "slot buffers (--share still gives consumers the zero-copy path)", file=sys.stderr, flush=True)
         description = {"device": cam.video_path, "device_nr": cam.nr, "width": width, "height": height,
                        "format": fmt.fourcc, "frame_size": source.size, "buffer_size": cam.bufs[0].size,
                        "slots": cam.slots, "header": header, "slot_memory": cam.memory}

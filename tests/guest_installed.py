@@ -10,8 +10,6 @@ capabilities alone, and make demo NATIVE=1 takes the installed module.
 """
 
 import grp
-import importlib.machinery
-import importlib.util
 import json
 import os
 import re
@@ -25,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from labtools import TOP, free_port, run_command
+from labtools import free_port, load_demo, run_command
 from producer import sysfs
 from vcam_helpers import wait_until
 
@@ -280,15 +278,6 @@ def test_without_cap_syslog_vcams_symbol_addresses_read_as_zero(installed):
 
 
 # --- make demo NATIVE=1 ----------------------------------------------------------------
-
-
-def load_demo():
-    """lab/demo (a script without .py) as a module."""
-    loader = importlib.machinery.SourceFileLoader("vcam_demo", str(TOP / "lab" / "demo"))
-    spec = importlib.util.spec_from_loader("vcam_demo", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 def test_the_native_demo_takes_the_installed_module(installed, tmp_path, capsys):

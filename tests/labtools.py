@@ -1,5 +1,7 @@
 """Helpers for tests of the lab itself: the runner as a module and as a command."""
 
+import importlib.machinery
+import importlib.util
 import shlex
 import socket
 import subprocess
@@ -36,3 +38,12 @@ def run_command(*argv, check=True, timeout=900, **kwargs):
     if check and r.returncode != 0:
         raise AssertionError(f"{shlex.join(map(str, argv))} exited {r.returncode}:\n{r.stdout}{r.stderr}")
     return r
+
+
+def load_demo():
+    """lab/demo (a script without .py) as a module."""
+    loader = importlib.machinery.SourceFileLoader("vcam_demo", str(TOP / "lab" / "demo"))
+    spec = importlib.util.spec_from_loader("vcam_demo", loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module

@@ -1,15 +1,19 @@
 """make demo end to end on the host: the guest boots, two cameras stream,
 the host watches them through the exporter's forwarded port, and
 everything stops with status 0 and nothing left running. Once without a
-terminal (the summary) and once on a terminal (tmux) quitting the TUI."""
+terminal (the summary), with Debian's Prometheus scraping the demo's
+exporter meanwhile to prove every dashboard panel (tests/prometheus_check.py),
+and once on a terminal (tmux) quitting the TUI."""
 
 import os
 import re
 import subprocess
+import threading
 import time
 
 from demo_output import check_demo_output, check_demo_reports, read_summary
 from labtools import TOP
+from prometheus_check import Prometheus, check_every_panel, wait_until
 
 DEMO_LOG = TOP / "build" / "demo" / "cameras.log"   # make demo's log directory: build/demo
 
@@ -23,12 +27,46 @@ def assert_nothing_left(run_dir: str) -> None:
     assert left == "", f"processes left behind: {left}"
 
 
-def test_make_demo_without_a_terminal():
-    r = subprocess.run(["make", "--no-print-directory", "demo", "DEMO_SECONDS=10"], cwd=TOP,
-                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1500)
-    text = r.stdout + r.stderr
-    assert r.returncode == 0, text
-    check_demo_output(read_summary(DEMO_LOG.parent), r.stdout)
+class Output:
+    """A process's output, read as it comes on a thread of its own."""
+
+    def __init__(self, stream):
+        self.lines = []
+        self.thread = threading.Thread(target=lambda: self.lines.extend(stream), daemon=True)
+        self.thread.start()
+
+    def text(self):
+        return "".join(self.lines)
+
+
+def test_make_demo_without_a_terminal_and_every_dashboard_panel_on_its_exporter(tmp_path):
+    seconds = 60   # the watch: time for Prometheus's scrapes and the panel checks
+    demo = subprocess.Popen(["make", "--no-print-directory", "demo", f"DEMO_SECONDS={seconds}"], cwd=TOP,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = Output(demo.stdout), Output(demo.stderr)
+    prom = None
+    try:
+        alive = [("make demo", demo, err.text)]
+        deadline = time.monotonic() + 1200
+        wait_until("make demo to name its exporter port", lambda: re.search(r"exporter port (\d+)", err.text()),
+                   deadline, alive)
+        prom = Prometheus(tmp_path, int(re.search(r"exporter port (\d+)", err.text())[1]))
+        alive.append(("prometheus", prom.proc, prom.log.read_text))
+        wait_until("the cameras to stream", lambda: "demo: watching" in err.text(), deadline, alive)
+        # the checks end well inside the demo's watch, while the exporter still serves
+        check_every_panel(prom, 2, time.monotonic() + seconds - 10, alive)
+        demo.wait(600)
+    finally:
+        if demo.poll() is None:
+            demo.terminate()     # the demo stops its guest on SIGTERM
+            demo.wait(300)
+        if prom is not None:
+            assert prom.stop() == 0, prom.log.read_text()[-4000:]
+    out.thread.join(10)
+    err.thread.join(10)
+    text = out.text() + err.text()
+    assert demo.returncode == 0, text
+    check_demo_output(read_summary(DEMO_LOG.parent), out.text())
     assert "demo: exporter was at http://127.0.0.1:" in text
     assert "kernel log clean" in text and text.rstrip().endswith("demo: done"), text
     assert_nothing_left(run_dir_of(text))

@@ -11,6 +11,7 @@ closes the control file (the driver removes the camera) and every DMA-BUF.
 """
 
 import errno
+import os
 import select
 
 from . import v4l2
@@ -25,6 +26,8 @@ SLOT_MEMORY = {
     "system": "a DMA-BUF heap or udmabuf (the system's DMA-BUF allocator)",
     "driver": "the driver's own slot buffers, exported as DMA-BUFs (VCAM_IOC_EXPORT)",
 }
+# memory, when the caller brings the slots' DMA-BUFs (slot_dmabufs)
+EXTERNAL = "external"
 
 
 class VirtualCamera:
@@ -34,23 +37,33 @@ class VirtualCamera:
     memory attribute then names the one used: "dma-heap", "udmabuf" or
     "driver". Either way they are plain DMA-BUFs: written through mmap,
     queued by fd, shared with consumers for the zero-copy path.
+
+    slot_dmabufs: DMA-BUF fds the caller already has (another camera's
+    exported buffers, producer/relay.py), one per slot, taken over (closed
+    with the camera); `slots` and `slot_memory` are then unused and memory
+    is "external".
     """
 
     def __init__(self, width: int = 640, height: int = 480, pixelformat: int | str = v4l2.V4L2_PIX_FMT_YUYV,
                  label: str = "vcam", slots: int = 4, nonblock: bool = False, slot_memory: str = "auto",
-                 control_node: str = CONTROL_NODE):
+                 control_node: str = CONTROL_NODE, slot_dmabufs: list[int] | None = None):
         if slot_memory not in SLOT_MEMORY:
             raise ValueError(f"slot_memory must be one of {', '.join(SLOT_MEMORY)}, not {slot_memory!r}")
-        self.memory = system_allocator() if slot_memory != "driver" else None
+        external = list(slot_dmabufs or [])   # fds not yet in a slot's DmaBuf
+        if slot_dmabufs is not None:
+            self.memory, slots = EXTERNAL, len(external)
+        else:
+            self.memory = system_allocator() if slot_memory != "driver" else None
         if self.memory is None:
             if slot_memory == "system":
                 raise NoAllocatorError(errno.ENODEV, no_allocator_message())
             self.memory = "driver"
         if isinstance(pixelformat, str):
             pixelformat = v4l2.fourcc(pixelformat)
-        self.ctl = Control(control_node, nonblock=nonblock)
+        self.ctl: Control | None = None
         self.bufs: list[DmaBuf] = []
         try:
+            self.ctl = Control(control_node, nonblock=nonblock)
             try:
                 self.ctl.create(label, width, height, pixelformat, nr_frames=slots)
             except OSError as e:
@@ -60,7 +73,9 @@ class VirtualCamera:
                               f"camera with {slots} slots labelled {label!r}: {e.strerror}") from None
             self.size = self.ctl.frame_size
             for index in range(slots):
-                if self.memory == "driver":
+                if self.memory == EXTERNAL:
+                    fd, external[index] = external[index], -1   # the camera's now: closed with it
+                elif self.memory == "driver":
                     try:
                         fd = self.ctl.export(index)
                     except OSError as e:
@@ -71,6 +86,9 @@ class VirtualCamera:
                     fd = alloc(self.size)
                 self.bufs.append(DmaBuf(self.size, fd=fd))
         except BaseException:
+            for fd in external:
+                if fd >= 0:
+                    os.close(fd)
             self.close()
             raise
         self.width, self.height, self.pixelformat = width, height, pixelformat
@@ -127,7 +145,8 @@ class VirtualCamera:
     def close(self) -> None:
         # The control file first: the driver removes the camera and lets go
         # of the DMA-BUFs it holds; then our own references.
-        self.ctl.close()
+        if self.ctl is not None:
+            self.ctl.close()
         for buf in self.bufs:
             buf.close()
         self.bufs = []

@@ -14,7 +14,7 @@ from .share import ShareError
 
 RUN_EXAMPLES = """\
   vcam-producer run --size 1280x720 --fps 30 --pattern counter --label "Lab Cam"
-  vcam-producer run --input clip.mp4 --loop --size 640x480 --format NV12   # or /dev/video0, a real camera
+  vcam-producer run --input /dev/video0 --size 1280x720 --format YUYV --share /tmp/vcam.sock   # a real camera, relayed
   vcam-producer run --input - --size 640x480 --format YUYV      # raw frames piped in: ffmpeg ... -f rawvideo -pix_fmt yuyv422 -
   vcam-producer run --pattern gradient --fps 0 --frames 1000 --share /tmp/vcam.sock --json
 """
@@ -85,9 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     src = run.add_mutually_exclusive_group()
     src.add_argument("--pattern", choices=PATTERNS, help="test pattern (default smpte)")
     src.add_argument("--input", metavar="PATH",
-                     help="still image, video file or /dev/videoX (decoded by ffmpeg), or - for raw frames "
-                          "of --size and --format on standard input")
+                     help="still image or video file (decoded by ffmpeg); /dev/videoX, a camera (its buffers "
+                          "relayed without a copy, or decoded by ffmpeg); or - for raw frames of --size and "
+                          "--format on standard input")
     run.add_argument("--loop", action="store_true", help="play a video --input forever")
+    run.add_argument("--no-relay", action="store_true",
+                     help="decode a /dev/videoX --input with ffmpeg even when its own buffers could be relayed "
+                          "without a copy (they are, by default, when it gives --size and --format; relayed "
+                          "frames carry no integrity header)")
     run.add_argument("--label", default="vcam", help="card name consumers see (letters, digits, spaces)")
     run.add_argument("--frames", type=int, help="stop after N frames, once every slot is back (default: run until stopped)")
     run.add_argument("--slots", type=int, default=4, help=f"output slots, {uapi.VCAM_MIN_FRAMES}..{uapi.VCAM_MAX_FRAMES} (default 4)")
@@ -165,16 +170,25 @@ def check_consume(parser: argparse.ArgumentParser, args) -> None:
 def cmd_run(args) -> int:
     from .camera import VirtualCamera
     from .produce import Producer
+    from .relay import Relay, is_video_device, open_relay
     from .share import ShareServer
     from .sources import open_source
 
     width, height, fmt, header = check_run(args.parser, args)
-    source = open_source(fmt, width, height, pattern=args.pattern, input_path=args.input, loop=args.loop)
+    relayed = None
+    if is_video_device(args.input) and not args.no_relay:
+        relayed, why = open_relay(args.input, fmt, width, height, args.fps, args.slots)
+        if relayed:
+            header = False   # the source's frames as they are
+        else:
+            print(f"vcam-producer run: note: {args.input} cannot be relayed without a copy ({why}): "
+                  "decoding it with ffmpeg instead", file=sys.stderr, flush=True)
+    source = relayed or open_source(fmt, width, height, pattern=args.pattern, input_path=args.input, loop=args.loop)
     cam = share = None
     try:
         try:
             cam = VirtualCamera(width, height, fmt.code, label=args.label, slots=args.slots, nonblock=True,
-                                slot_memory=args.slot_memory)
+                                slot_memory=args.slot_memory, slot_dmabufs=relayed.dmabufs if relayed else None)
         except OSError as e:
             if e.filename is None:  # CREATE or a DMA-BUF allocation said no
                 raise UserFacingError(e.strerror) from None
@@ -182,17 +196,24 @@ def cmd_run(args) -> int:
         if args.slot_memory == "auto" and cam.memory == "driver":
             print(f"vcam-producer run: note: {no_allocator_message()}; the frames live in the driver's own "
                   "slot buffers (--share still gives consumers the zero-copy path)", file=sys.stderr, flush=True)
+        if relayed:
+            print(f"vcam-producer run: note: relaying {args.input}'s own buffers (VIDIOC_EXPBUF): "
+                  "no frame is copied here", file=sys.stderr, flush=True)
         description = {"device": cam.video_path, "device_nr": cam.nr, "width": width, "height": height,
                        "format": fmt.fourcc, "frame_size": source.size, "buffer_size": cam.bufs[0].size,
-                       "slots": cam.slots, "header": header, "slot_memory": cam.memory}
+                       "slots": cam.slots, "header": header, "slot_memory": cam.memory,
+                       "relayed_from": args.input if relayed else None}
         if args.share:
             share = ShareServer(args.share, description, [b.fd for b in cam.bufs])
         if args.json:
             print(json.dumps({"event": "ready", **description, "socket": args.share}), flush=True)
         else:
             print(cam.video_path, flush=True)
-        producer = Producer(cam, source, fps=args.fps, frames=args.frames, header=header, share=share,
-                            status=sys.stderr.isatty() and not args.json)
+        if relayed:
+            producer = Relay(relayed, cam, frames=args.frames, share=share)
+        else:
+            producer = Producer(cam, source, fps=args.fps, frames=args.frames, header=header, share=share,
+                                status=sys.stderr.isatty() and not args.json)
         report = producer.run()
         if source.partial:
             print(f"vcam-producer run: note: the input ended {source.partial} bytes into frame "

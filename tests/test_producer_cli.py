@@ -219,10 +219,11 @@ def test_video_file_plays_every_frame_once(tmp_path):
 
 
 def test_another_camera_as_input(tmp_path):
-    """A vcam camera captured by ffmpeg is the input of a second producer."""
+    """A vcam camera captured by ffmpeg (--no-relay: decoded, not relayed as
+    tests/test_producer_relay.py's are) is the input of a second producer."""
     with running_producer(["--pattern", "gradient", "--size", "160x120", "--fps", "60", "--no-header",
                            "--label", "Upstream"]) as upstream:
-        with running_producer(["--input", upstream.device, "--size", "160x120", "--format", "YUYV",
+        with running_producer(["--input", upstream.device, "--no-relay", "--size", "160x120", "--format", "YUYV",
                                "--fps", "0", "--label", "Downstream"]) as downstream:
             consumer = run_cli(["consume", "--device", downstream.device, "--frames", 20, "--verify", "--json"])
     report = json.loads(consumer.stdout)

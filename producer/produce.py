@@ -42,6 +42,18 @@ class ProducerReport:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def finish(self, cam, share, stopped_by: str | None, in_flight: int, end_ns: int, cpu_start: float) -> None:
+        """The closing figures of a loop that ran from started_ns to end_ns."""
+        self.stopped_by, self.in_flight = stopped_by, in_flight
+        self.elapsed_s = (end_ns - self.started_ns) / 1e9
+        self.cpu_s = time.process_time() - cpu_start
+        self.fps = self.frames_queued / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        self.consumers_served = share.consumers if share else 0
+        try:
+            self.driver = sysfs.stats(cam.nr)
+        except OSError:
+            self.driver = {}
+
 
 class StopSignals:
     """SIGINT/SIGTERM set a flag and wake poll() through a pipe, so the loop
@@ -173,16 +185,7 @@ class Producer:
         finally:
             signals.close()
         end = time.monotonic_ns()
-        r.stopped_by = signals.received
-        r.in_flight = self.cam.slots - len(self._free)
-        r.elapsed_s = (end - start) / 1e9
-        r.cpu_s = time.process_time() - cpu_start
-        r.fps = r.frames_queued / r.elapsed_s if r.elapsed_s > 0 else 0.0
-        r.consumers_served = self.share.consumers if self.share else 0
-        try:
-            r.driver = sysfs.stats(self.cam.nr)
-        except OSError:
-            r.driver = {}
+        r.finish(self.cam, self.share, signals.received, self.cam.slots - len(self._free), end, cpu_start)
         if self.status:
             self._print_status(end, start)
             sys.stderr.write("\n")

@@ -18,7 +18,7 @@ import select
 import time
 from fractions import Fraction
 
-from . import sysfs, uapi, v4l2
+from . import uapi, v4l2
 from .camera import VirtualCamera
 from .errors import SourceError, open_error
 from .formats import PixelFormat
@@ -171,7 +171,7 @@ class Relay:
         for fd in (self.source.fd, self.cam.ctl.fd, signals.read_fd) + ((self.share.fileno(),) if self.share else ()):
             poller.register(fd, select.POLLIN)
         watching_source = True
-        start = r.started_ns = time.monotonic_ns()
+        r.started_ns = time.monotonic_ns()
         cpu_start = time.process_time()
         self.source.start()
         try:
@@ -197,15 +197,5 @@ class Relay:
                         os.read(signals.read_fd, 64)
         finally:
             signals.close()
-        end = time.monotonic_ns()
-        r.stopped_by = signals.received
-        r.in_flight = self._held
-        r.elapsed_s = (end - start) / 1e9
-        r.cpu_s = time.process_time() - cpu_start
-        r.fps = r.frames_queued / r.elapsed_s if r.elapsed_s > 0 else 0.0
-        r.consumers_served = self.share.consumers if self.share else 0
-        try:
-            r.driver = sysfs.stats(self.cam.nr)
-        except OSError:
-            r.driver = {}
+        r.finish(self.cam, self.share, signals.received, self._held, time.monotonic_ns(), cpu_start)
         return r

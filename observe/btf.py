@@ -1,6 +1,7 @@
 """Struct layouts from the running kernel's BTF (/sys/kernel/btf/*), read
 with libbpf through ctypes: libbpf1 is a dependency of bcc (libbpfcc), so
-wherever bcc runs it is there, and it knows every BTF kind the kernel does.
+wherever bcc runs it is there (Debian 12's 1.1 reads the BTF of the lab's
+kernels, 6.1 to 7.2; tests/test_observe_btf.py checks it against pahole).
 
 A module's BTF there is *split* BTF on top of vmlinux's: its type ids and
 string offsets continue vmlinux's, so it is parsed with vmlinux's as its
@@ -95,8 +96,9 @@ class KernelBtf:
             base = None if module == "vmlinux" else self._btf("vmlinux")
             ctypes.set_errno(0)
             btf = self._lib.btf__parse_split(os.fsencode(path), base)
-            if not btf:
-                raise BtfError(f"cannot read {path}: {os.strerror(ctypes.get_errno() or errno.EINVAL)}")
+            if not btf or btf >= 2**64 - 4095:     # NULL, or ERR_PTR() from a libbpf before 1.0
+                err = 2**64 - btf if btf else ctypes.get_errno()
+                raise BtfError(f"cannot read {path}: {os.strerror(err or errno.EINVAL)}")
             self._parsed[module] = btf
         return self._parsed[module]
 
@@ -118,7 +120,10 @@ class KernelBtf:
         return tid
 
     def sizeof(self, module: str, struct: str) -> int:
-        return self._lib.btf__resolve_size(self._btf(module), self.struct_id(module, struct))
+        size = self._lib.btf__resolve_size(self._btf(module), self.struct_id(module, struct))
+        if size <= 0:
+            raise BtfError(f"cannot work out the size of struct {struct} in {module}'s BTF")
+        return size
 
     def alignof(self, module: str, struct: str) -> int:
         """As libbpf works it out: the largest alignment of its members

@@ -2,7 +2,7 @@
 real probes on the real module, is checked against the driver's own sysfs
 counters and what a real consumer saw; and vcam-observe top, reading it,
 shows what the consumer captured. One exporter for all (bcc compiles for
-a minute or more under TCG)."""
+half a minute or more under TCG)."""
 
 import errno
 import json

@@ -250,8 +250,10 @@ struct vcam_device {
 
 /*
  * observe/vcam_probes.c reads cameras and slots without this header: it
- * mirrors the first three fields of struct vcam_device (kernel types only)
- * and the first field of struct vcam_out_buf. Keep them where they are.
+ * finds @vdev and @queue through vcam's BTF, or, for a module built without
+ * BTF, by these rules from the kernel types' BTF (observe/probes.py,
+ * head_offsets()), and reads the first field of struct vcam_out_buf. Keep
+ * them where they are.
  */
 static_assert(offsetof(struct vcam_device, v4l2_dev) == 0);
 static_assert(offsetof(struct vcam_device, vdev) ==

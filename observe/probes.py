@@ -20,6 +20,7 @@ from pathlib import Path
 from producer import sysfs
 
 from . import metrics
+from .btf import BtfError, KernelBtf
 
 PROGRAM_FILE = Path(__file__).with_name("vcam_probes.c")
 TRACEFS_ROOTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
@@ -80,6 +81,54 @@ MODULES = ("vcam", "videobuf2_common")
 
 def program_text() -> str:
     return PROGRAM_FILE.read_text()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the program finds what it reads in kernel memory: the offsets
+    of its struct config (vcam_probes.c), in bytes."""
+    dev_queue: int      # offsetof(struct vcam_device, queue)
+    dev_num: int        # offsetof(struct vcam_device, vdev) + offsetof(struct video_device, num)
+    queue_ops: int      # offsetof(struct vb2_queue, ops)
+    buf_index: int      # offsetof(struct vb2_buffer, index)
+
+
+def _offset(btf: KernelBtf, module: str, struct: str, member: str, size: int) -> int:
+    offset, got = btf.offsetof(module, struct, member)
+    if got != size:
+        raise BtfError(f"struct {struct} member {member} is {got} bytes in {module}'s BTF, not {size}")
+    return offset
+
+
+def vcam_device_offsets(btf: KernelBtf) -> tuple[int, int]:
+    """offsetof(struct vcam_device, vdev) and (…, queue) from vcam's BTF."""
+    return (btf.offsetof("vcam", "vcam_device", "vdev")[0], btf.offsetof("vcam", "vcam_device", "queue")[0])
+
+
+def head_offsets(btf: KernelBtf) -> tuple[int, int]:
+    """The same from the kernel's types alone: struct vcam_device starts
+    with a struct v4l2_device, a struct video_device and a struct vb2_queue
+    (driver/vcam-core.h), each at its alignment."""
+    def align(n, a):
+        return -(-n // a) * a
+    vdev = align(btf.sizeof("videodev", "v4l2_device"), btf.alignof("videodev", "video_device"))
+    return vdev, align(vdev + btf.sizeof("videodev", "video_device"), btf.alignof("videobuf2_common", "vb2_queue"))
+
+
+def read_layout(root: Path | None = None) -> Layout:
+    """The running kernel's layout, from its BTF (/sys/kernel/btf), read
+    when vcam has appeared (videodev and videobuf2_common, which it needs,
+    are loaded then too). Modules may come after the program was compiled,
+    and vcam may come back from another build, so the offsets go into a
+    map rather than into the program. vcam's own BTF is the truth when
+    there is one; a vcam built against headers without a vmlinux (Debian's
+    6.1, a DKMS build there) has none, and its head is laid out from the
+    kernel's types. Raises BtfError."""
+    with KernelBtf(*([root] if root else [])) as btf:
+        vdev, queue = vcam_device_offsets(btf) if btf.has("vcam") else head_offsets(btf)
+        return Layout(dev_queue=queue, dev_num=vdev + _offset(btf, "videodev", "video_device", "num", 2),
+                      queue_ops=_offset(btf, "videobuf2_common", "vb2_queue", "ops", 8),
+                      buf_index=_offset(btf, "videobuf2_common", "vb2_buffer", "index", 4))
 
 
 def check_privileges() -> None:
@@ -176,8 +225,9 @@ def cam_histograms(cam) -> dict[int, metrics.Histogram]:
 class Probes:
     """The compiled program and its attachments. Thread-safe."""
 
-    def __init__(self, log=None, bpf_factory=None, symbols=module_symbols, identity=module_identity):
-        self._symbols, self._module_identity = symbols, identity
+    def __init__(self, log=None, bpf_factory=None, symbols=module_symbols, identity=module_identity,
+                 layout=read_layout):
+        self._symbols, self._module_identity, self._layout = symbols, identity, layout
         self.log = log or (lambda msg: print(f"vcam-observe: {msg}", file=sys.stderr))
         self._lock = threading.Lock()
         self._attached: dict[Probe, bool] = {p: False for p in PROBES}
@@ -253,25 +303,37 @@ class Probes:
                     self._detach(probe)
             if "vcam" in changed:
                 # Nothing of an unloaded module's cameras survives
-                self.bpf["config"][0] = self.bpf["config"].Leaf(0)
+                self.bpf["config"][0] = self.bpf["config"].Leaf()
                 # (`calls` is task storage: each thread's record is
                 # overwritten by its next entry probe, freed with the thread)
                 self.bpf["cams"].clear()
             loaded = [m for m in changed if self._module_identity(m) is not None]
             symbols = self._symbols(loaded) if loaded else {}
             if "vcam" in loaded:
-                ops = symbols.get(VCAM_OPS_SYMBOL)
-                if ops is None:
-                    self.log(f"symbol {VCAM_OPS_SYMBOL} not found: videobuf2 events cannot be told apart, "
-                             "capture-side metrics stay empty")
-                else:
-                    self.bpf["config"][0] = self.bpf["config"].Leaf(ops)
+                self._configure(symbols)
             for probe in PROBES:
                 if probe.module in loaded:
                     self._attach(probe, symbols)
             self._usable = {p for p in PROBES if self._attached[p] or (p in self._usable and p.module not in changed)}
             for m in changed:
                 self._identity[m] = self._module_identity(m)
+
+    def _configure(self, symbols: dict[str, int]) -> None:
+        """Tell the program where vcam's ops are and where to read (its
+        struct config); without either, vb2 events are not counted."""
+        ops = symbols.get(VCAM_OPS_SYMBOL)
+        if ops is None:
+            self.log(f"symbol {VCAM_OPS_SYMBOL} not found: videobuf2 events cannot be told apart, "
+                     "capture-side metrics stay empty")
+            ops = 0
+        try:
+            layout = self._layout()
+        except BtfError as e:
+            self.log(f"no layout of vcam's structures ({e}): videobuf2 events cannot be told apart, "
+                     "capture-side metrics stay empty")
+            return
+        self.bpf["config"][0] = self.bpf["config"].Leaf(ops, layout.dev_queue, layout.dev_num,
+                                                        layout.queue_ops, layout.buf_index)
 
     def select(self, wanted=None) -> None:
         """Attach only the probes named in `wanted` (all when None) and

@@ -27,23 +27,21 @@
  * kept in the thread's own task storage (`calls`), not a hash.
  */
 #include <uapi/linux/ptrace.h>
-#include <media/v4l2-device.h>
-#include <media/v4l2-dev.h>
-#include <media/videobuf2-core.h>
 
 /*
- * The stable head of the driver's struct vcam_device (driver/vcam-core.h):
- * only kernel types, so no driver header is needed here.
+ * The kernel structures we read, opaque: where a field is comes from the
+ * running kernel's BTF, written into `config` by the loader when vcam
+ * appears. bcc compiles the media headers ten times slower than this whole
+ * program, and offsets compiled in could not follow vcam being loaded after
+ * us, or reloaded from another build.
  */
-struct vcam_device_head {
-	struct v4l2_device v4l2_dev;
-	struct video_device vdev;
-	struct vb2_queue queue;
-};
+struct vcam_device;
+struct vb2_queue;
+struct vb2_buffer;
 
 /* struct vcam_out_buf starts with its camera */
 struct vcam_out_buf_head {
-	struct vcam_device_head *dev;
+	struct vcam_device *dev;
 };
 
 /* Histogram kinds (observe/metrics.py names them) */
@@ -97,7 +95,21 @@ struct call {
 	u64 ts;
 };
 
-BPF_ARRAY(config, u64, 1);		/* [0]: address of vcam_vb2_ops */
+/*
+ * Written by the loader (observe/probes.py) when vcam appears, all zero
+ * while it is not loaded. dev_queue is 0 when the layout is unknown (no BTF):
+ * then vb2 events are not told apart, and cameras get their entries from
+ * vcam's own events, which carry their N.
+ */
+struct config {
+	u64 vcam_ops;	/* address of vcam_vb2_ops, 0: unknown */
+	u32 dev_queue;	/* offsetof(struct vcam_device, queue) */
+	u32 dev_num;	/* offsetof(struct vcam_device, vdev) + offsetof(struct video_device, num), a u16 */
+	u32 queue_ops;	/* offsetof(struct vb2_queue, ops) */
+	u32 buf_index;	/* offsetof(struct vb2_buffer, index), a u32 */
+};
+
+BPF_ARRAY(config, struct config, 1);
 #define MAX_CAMS	256	/* VIDEO_NUM_DEVICES: as many as /dev/videoN */
 #define CAM_PROBES	4	/* slots a camera's entry may be in */
 BPF_ARRAY(cams, struct cam, MAX_CAMS);	/* ~4.2 KiB each, 1.1 MiB */
@@ -267,43 +279,53 @@ static __always_inline u64 take(u64 *ts)
 	return v;
 }
 
-/* The camera of a vb2 queue, or 0 when the queue is not vcam's */
-static __always_inline u64 vcam_dev_of_queue(struct vb2_queue *q)
+/* The layout of vcam's structures, NULL while it is unknown */
+static __always_inline struct config *layout(void)
 {
 	int zero = 0;
-	u64 *vcam_ops = config.lookup(&zero);
-	const void *ops = NULL;
+	struct config *cfg = config.lookup(&zero);
 
-	if (!vcam_ops || !*vcam_ops || !q)
-		return 0;
-	bpf_probe_read_kernel(&ops, sizeof(ops), &q->ops);
-	if ((u64)ops != *vcam_ops)
-		return 0;
-	return (u64)q - offsetof(struct vcam_device_head, queue);
+	return cfg && cfg->dev_queue ? cfg : NULL;
 }
 
-static __always_inline u32 dev_nr_of(u64 dev)
+/* The camera of a vb2 queue, or 0 when the queue is not vcam's */
+static __always_inline u64 vcam_dev_of_queue(struct config *cfg, struct vb2_queue *q)
 {
-	struct vcam_device_head *head = (struct vcam_device_head *)dev;
+	const void *ops = NULL;
+
+	if (!cfg || !cfg->vcam_ops || !q)
+		return 0;
+	bpf_probe_read_kernel(&ops, sizeof(ops), (void *)q + cfg->queue_ops);
+	if ((u64)ops != cfg->vcam_ops)
+		return 0;
+	return (u64)q - cfg->dev_queue;
+}
+
+static __always_inline u32 dev_nr_of(struct config *cfg, u64 dev)
+{
 	u16 num = 0;
 
-	bpf_probe_read_kernel(&num, sizeof(num), &head->vdev.num);
+	bpf_probe_read_kernel(&num, sizeof(num), (void *)dev + cfg->dev_num);
 	return num;
 }
 
 /*
  * The camera of a vb2 queue's event, NULL when the queue is not vcam's. No
- * memory is read for a camera that owns an entry: the common case.
+ * kernel memory is read for a camera that owns an entry: the common case.
  */
-static __always_inline struct cam *cam_of_queue(struct vb2_queue *q)
+static __always_inline struct cam *cam_of_queue(struct config *cfg, struct vb2_queue *q)
 {
-	u64 dev = (u64)q - offsetof(struct vcam_device_head, queue);
-	struct cam *c = find_cam(dev);
+	u64 dev;
+	struct cam *c;
 
+	if (!cfg)
+		return NULL;
+	dev = (u64)q - cfg->dev_queue;
+	c = find_cam(dev);
 	if (c)
 		return c;
-	dev = vcam_dev_of_queue(q);
-	return dev ? claim_cam(dev, dev_nr_of(dev)) : NULL;
+	dev = vcam_dev_of_queue(cfg, q);
+	return dev ? claim_cam(dev, dev_nr_of(cfg, dev)) : NULL;
 }
 
 /* ---- camera lifetime ------------------------------------------------- */
@@ -312,11 +334,14 @@ static __always_inline struct cam *cam_of_queue(struct vb2_queue *q)
 int ret_device_create(struct pt_regs *ctx)
 {
 	u64 dev = PT_REGS_RC(ctx);
+	struct config *cfg;
 
 	if (!dev || dev >= (u64)-4095)	/* NULL or ERR_PTR() */
 		return 0;
 	free_cam(dev);		/* left over if we missed its predecessor's free */
-	claim_cam(dev, dev_nr_of(dev));
+	cfg = layout();
+	if (cfg)		/* else its first event claims it */
+		claim_cam(dev, dev_nr_of(cfg, dev));
 	return 0;
 }
 
@@ -408,7 +433,7 @@ int ret_copy(struct pt_regs *ctx)
 /* A capture buffer handed to the driver (vb2's __enqueue_in_driver) */
 int on_vb2_buf_queue(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct cam *cam = cam_of_queue((struct vb2_queue *)ctx->args[0]);
+	struct cam *cam = cam_of_queue(layout(), (struct vb2_queue *)ctx->args[0]);
 
 	if (cam) {
 		lock_xadd(&cam->cap_depth, 1);
@@ -420,7 +445,7 @@ int on_vb2_buf_queue(struct bpf_raw_tracepoint_args *ctx)
 /* A capture buffer is done: vb2_buffer_done(), deliveries and returns alike */
 int on_vb2_buf_done(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct cam *cam = cam_of_queue((struct vb2_queue *)ctx->args[0]);
+	struct cam *cam = cam_of_queue(layout(), (struct vb2_queue *)ctx->args[0]);
 
 	if (cam) {
 		lock_xadd(&cam->cap_depth, -1);
@@ -432,15 +457,16 @@ int on_vb2_buf_done(struct bpf_raw_tracepoint_args *ctx)
 /* The consumer took a buffer: vb2_core_dqbuf() */
 int on_vb2_dqbuf(struct bpf_raw_tracepoint_args *ctx)
 {
-	struct cam *cam = cam_of_queue((struct vb2_queue *)ctx->args[0]);
+	struct config *cfg = layout();
+	struct cam *cam = cam_of_queue(cfg, (struct vb2_queue *)ctx->args[0]);
 	struct vb2_buffer *vb = (struct vb2_buffer *)ctx->args[1];
 	u64 now = bpf_ktime_get_ns(), done, queued;
 	u32 index = 0;
 
-	if (!cam)
+	if (!cam || !cfg)	/* no cam without cfg; the verifier wants it said */
 		return 0;
 	note_comm(cam->consumer_comm, &cam->consumer_thread);
-	bpf_probe_read_kernel(&index, sizeof(index), &vb->index);
+	bpf_probe_read_kernel(&index, sizeof(index), (void *)vb + cfg->buf_index);
 	if (index >= CAP_INDEXES)
 		return 0;
 	done = take(&cam->cap_done[IDX(index, CAP_INDEXES)]);
@@ -454,7 +480,7 @@ int on_vb2_dqbuf(struct bpf_raw_tracepoint_args *ctx)
 
 static __always_inline int entry_stream(struct vb2_queue *q, u64 on)
 {
-	u64 dev = vcam_dev_of_queue(q);
+	u64 dev = vcam_dev_of_queue(layout(), q);
 	struct call *c;
 
 	if (!dev)
@@ -480,12 +506,13 @@ int entry_core_streamoff(struct pt_regs *ctx, struct vb2_queue *q)
 static __always_inline int ret_stream(struct pt_regs *ctx)
 {
 	struct call *c = take_call();
+	struct config *cfg = layout();
 	struct cam *cam;
 
 	if (!c)
 		return 0;	/* not a vcam queue */
-	if (PT_REGS_RC(ctx) == 0) {
-		cam = get_cam(c->dev, dev_nr_of(c->dev));
+	if (PT_REGS_RC(ctx) == 0 && cfg) {
+		cam = get_cam(c->dev, dev_nr_of(cfg, c->dev));
 		if (cam)
 			cam->streaming = c->arg;
 	}
@@ -496,7 +523,7 @@ static __always_inline int ret_stream(struct pt_regs *ctx)
 /* The queue's owner closed it, streaming or not (vb2_fop_release) */
 int entry_core_queue_release(struct pt_regs *ctx, struct vb2_queue *q)
 {
-	struct cam *cam = cam_of_queue(q);
+	struct cam *cam = cam_of_queue(layout(), q);
 
 	if (cam)
 		cam->streaming = 0;

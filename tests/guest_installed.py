@@ -239,6 +239,7 @@ def test_the_units_execstart_serves_metrics_with_its_capabilities_only(installed
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "did not attach" not in err and "Traceback" not in err, err
+    assert "no layout" not in err, err      # it read the offsets it needs from BTF
 
 
 # BPF_PROG_LOAD of a kprobe program ("r0 = 0; exit"), the kind of program

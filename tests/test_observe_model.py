@@ -2,7 +2,9 @@
 conversion, exposition format, the collector's failure handling, the CLI's
 bad-input paths. Runs on the host."""
 
+import dataclasses
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from observe import cli, exporter, metrics
 from observe import probes as probes_mod
+from observe.btf import BtfError
 from observe.probes import PROBES, program_text
 from labtools import free_port
 from observe_scrape import buckets, samples, value
@@ -136,6 +139,14 @@ def test_histograms_of_a_bpf_camera_entry():
     assert f"#define HIST_SLOTS\t{probes_mod.HIST_SLOTS}\t" in program_text()
 
 
+
+def test_config_fields_are_the_layouts_in_order():
+    """probes.Probes writes struct config positionally: vcam_ops, then Layout's fields"""
+    body = re.search(r"^struct config \{\n(.*?)^\};", program_text(), re.S | re.M).group(1)
+    fields = re.findall(r"^\tu\d+ (\w+);", body, re.M)
+    assert fields == ["vcam_ops"] + [f.name for f in dataclasses.fields(probes_mod.Layout)]
+
+
 def test_metric_names_follow_the_rules():
     text = exporter.render(FakeSource(sample_snapshot())).decode()
     for family in text_string_to_metric_families(text):
@@ -210,8 +221,11 @@ def test_without_privileges_one_line():
 
 
 class FakeTable(dict):
-    Leaf = int
     Key = int
+
+    @staticmethod
+    def Leaf(*fields):
+        return fields or 0
 
 
 class FakeBPF:
@@ -242,6 +256,9 @@ class FakeBPF:
         self.attached.remove(("raw_tracepoint", tp.decode()))
 
 
+LAYOUT = probes_mod.Layout(dev_queue=1408, dev_num=2284, queue_ops=8, buf_index=4)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="Probes checks for root first")
 def test_a_missing_symbol_is_named_and_the_rest_attaches(monkeypatch):
     from observe import probes as probes_mod
@@ -251,14 +268,14 @@ def test_a_missing_symbol_is_named_and_the_rest_attaches(monkeypatch):
     loaded = {"vcam": "0xa", "videobuf2_common": "0xb"}
     logged = []
     p = probes_mod.Probes(log=logged.append, bpf_factory=FakeBPF, symbols=lambda mods: symbols,
-                          identity=lambda m: loaded.get(m))
+                          identity=lambda m: loaded.get(m), layout=lambda: LAYOUT)
     p.refresh()
     attached = p.attached()
     assert attached["kprobe:vcam_copy"] is False and attached["kretprobe:vcam_copy"] is False
     assert all(ok for name, ok in attached.items() if "vcam_copy" not in name)
     assert logged == ["probe kprobe:vcam_copy: symbol vcam_copy not found in module vcam; the other probes still run",
                       "probe kretprobe:vcam_copy: symbol vcam_copy not found in module vcam; the other probes still run"]
-    assert p.bpf["config"][0] == 0x2000
+    assert p.bpf["config"][0] == (0x2000, 1408, 2284, 8, 4)
 
     # vcam unloaded: its probes go, vb2's stay, nothing of its cameras is left
     del loaded["vcam"]
@@ -306,3 +323,20 @@ def test_every_exposed_series_is_in_the_table_and_back():
 def test_the_readme_shows_the_table():
     readme = (ROOT / "observe" / "README.md").read_text()
     assert metrics.markdown_table() in readme, "regenerate it: python -m observe.metrics"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="Probes checks for root first")
+def test_no_layout_is_one_line_and_the_probes_still_attach():
+    """A kernel without module BTF: vb2 events cannot be told apart, the
+    rest works (vcam's own events carry their camera's N)."""
+    def no_layout():
+        raise BtfError("no BTF for videodev (/sys/kernel/btf/videodev missing)")
+    symbols = {p.target: 0x1000 for p in PROBES} | {"vcam_vb2_ops": 0x2000}
+    logged = []
+    p = probes_mod.Probes(log=logged.append, bpf_factory=FakeBPF, symbols=lambda mods: symbols,
+                          identity=lambda m: "0xa", layout=no_layout)
+    p.refresh()
+    assert all(p.attached().values())
+    assert logged == ["no layout of vcam's structures (no BTF for videodev (/sys/kernel/btf/videodev missing)): "
+                      "videobuf2 events cannot be told apart, capture-side metrics stay empty"]
+    assert p.bpf["config"][0] == 0    # all zero: the layout unknown

@@ -2,7 +2,7 @@
 real probes on the real module, is checked against the driver's own sysfs
 counters and what a real consumer saw; and vcam-observe top, reading it,
 shows what the consumer captured. One exporter for all (bcc compiles for
-a minute or more under TCG)."""
+half a minute or more under TCG)."""
 
 import errno
 import json
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from observe import metrics
+from observe import metrics, probes
+from observe.btf import KernelBtf
 from observe_scrape import buckets, fetch, samples, value
 from producer import v4l2
 from producer_procs import run_cli, running_producer, short_socket_path
@@ -311,6 +312,25 @@ def test_every_probe_is_attached(url):
     # every attached probe reports its misses, and none missed a hit here
     missed = {dict(k[1])["probe"]: v for k, v in series.items() if k[0] == "vcam_exporter_probe_missed_total"}
     assert missed.keys() == attached.keys() and not any(missed.values()), missed
+
+
+@every_kernel
+def test_the_layout_is_known(exporter_proc):
+    """The exporter found where to read in vcam's and vb2's structures (the
+    vb2 metrics checked above need it)."""
+    assert "no layout" not in exporter_proc[2].read_text()
+
+
+@every_kernel
+def test_the_head_rule_agrees_with_vcams_own_btf():
+    """Without BTF of its own (built against headers that ship no vmlinux,
+    as on 6.1), struct vcam_device is laid out from its head of kernel
+    types: the same offsets as vcam's BTF says where it has one."""
+    with KernelBtf() as btf:
+        head = probes.head_offsets(btf)
+        if not btf.has("vcam"):
+            pytest.skip("vcam has no BTF on this kernel: the head rule is what the exporter uses")
+        assert head == probes.vcam_device_offsets(btf)
 
 
 @every_kernel

@@ -229,12 +229,17 @@ class Unhandled(Exception):
 
 @pytest.fixture
 def sigterm_guard():
-    """A SIGTERM the command does not handle fails the test instead of ending pytest."""
+    """A SIGTERM the command does not handle fails the test instead of ending
+    pytest. SIGINT as on a terminal: Python's KeyboardInterrupt, even when
+    pytest was started with SIGINT ignored (in the background, by a shell
+    without job control), as a command started so rightly keeps it ignored."""
     def guard(signum, frame):
         raise Unhandled()
     old = signal.signal(signal.SIGTERM, guard)
+    old_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     yield guard
     signal.signal(signal.SIGTERM, old)
+    signal.signal(signal.SIGINT, old_int)
 
 
 def interrupted(sig):

@@ -8,8 +8,9 @@
 # isolated apt configuration like lab/sid-kernel.sh's (sid never enters
 # the machine's sources), unpacked with dpkg-deb and built with
 # make -C /lib/modules/<ver>/build M=..., as lab/vm-run builds vcam.
-# Source and module are cached in /var/cache/vcam-lab/v4l2loopback, so a
-# second run prints the path at once. Any failure is one line on stderr
+# The download and source are cached in /var/cache/vcam-lab/v4l2loopback,
+# the module in /opt/vcam/v4l2loopback/<ver> (the guest mounts a tmpfs over
+# /var/cache, not over /opt), so a second run prints the path at once. Any failure is one line on stderr
 # and status 1; make bench then runs vcam's rows alone.
 set -euo pipefail
 
@@ -23,7 +24,7 @@ die() { printf 'v4l2loopback: %s\n' "$*" >&2; exit 1; }
 
 kver=$(cd "$top" && .venv/bin/python -c 'import sys; sys.path.insert(0, "lab"); from vmrun import find_kernel; print(find_kernel(sys.argv[1]))' "$series" 2>/dev/null) ||
 	die "no $series guest kernel with headers installed (make setup)"
-out=$cache/build-$kver
+out=/opt/vcam/v4l2loopback/$kver
 if [ -f "$out/v4l2loopback.ko" ]; then
 	echo "$out/v4l2loopback.ko"
 	exit 0
@@ -31,7 +32,7 @@ fi
 # sid's kbuild needs sid's libc: only kernels built on the host (6.1, 6.12).
 [ "$(readlink -f "/lib/modules/$kver/build")" = "/usr/src/linux-headers-$kver" ] ||
 	die "$kver's modules are built in a build root; the bench builds v4l2loopback for 6.1 and 6.12 only"
-mkdir -p "$cache"
+mkdir -p "$cache" "$(dirname "$out")"
 : >"$log"
 
 src=$cache/src/usr/src/v4l2loopback-$version

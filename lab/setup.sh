@@ -122,7 +122,7 @@ fi
 
 # The virtualenv: Debian's python with system site packages so that bcc
 # (python3-bpfcc) imports; the project installed editable with the lab's
-# tools. Reinstalled only when pyproject.toml changes.
+# tools and make bench's plotting. Reinstalled only when pyproject.toml changes.
 if [ ! -x "$venv/bin/python" ]; then
 	say "creating $venv"
 	"$system_python" -m venv --system-site-packages "$venv"
@@ -130,7 +130,7 @@ fi
 want_stamp=$(sha256sum "$top/pyproject.toml" | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ]; then
 	say "installing the Python packages into $venv"
-	"$venv/bin/pip" install -q --disable-pip-version-check -e "$top[dev]"
+	"$venv/bin/pip" install -q --disable-pip-version-check -e "$top[dev,bench]"
 	echo "$want_stamp" >"$stamp"
 fi
 

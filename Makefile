@@ -105,11 +105,21 @@ dashboards: setup
 	@cd dashboards/prometheus && promtool check config prometheus.yml && \
 		promtool check rules vcam-rules.yml vcam-alerts.yml && promtool test rules vcam-alerts_test.yml
 
-# Benchmarks print tables; they assert nothing.
+# Benchmarks print tables, a plot and JSON; they assert nothing. vcam's rows
+# run next to v4l2loopback's (sid's 0.15.4, lab/v4l2loopback.sh) and memcpy's
+# in one boot; without v4l2loopback's source one line says so and vcam's rows
+# run. BENCH_SECONDS a row, BENCH_ROUNDS interleaved rounds (small values for
+# a quick try); figures and plot in build/bench/.
+BENCH_SECONDS ?= 3
+BENCH_ROUNDS ?= 2
 bench: setup
-	@mkdir -p build
+	@mkdir -p build/bench
 	@$(CC) -O2 -Wall -Wextra -Idriver/include/uapi bench/vcam-bench.c -o build/vcam-bench
-	@$(VM_RUN) -- sh -c 'python3 bench/run.py build/vcam-bench && echo && python3 bench/framepath.py'
+	@ko=$$(lab/v4l2loopback.sh) || ko=; \
+	$(VM_RUN) -- sh -c 'python3 bench/run.py build/vcam-bench --python --loopback "$$1" \
+		--seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS) --out "$$VCAM_RUN_DIR/figures.json" && \
+		echo && python3 bench/framepath.py' sh "$$ko"
+	@$(VENV)/bin/python bench/report.py "$$(ls -t build/vm/run-*/figures.json | head -n 1)" build/bench
 	@# The probes' cost as instruction counts: a busy host scatters wall-clock ratios
 	@echo; $(VM_RUN) --icount -- python3 bench/probe_overhead.py --pin --each build/vcam-bench
 	@echo; $(VENV)/bin/python bench/tui_cpu.py

@@ -60,7 +60,7 @@ def table(figures):
     c = figures["conditions"]
     lines = [f"YUYV frames through each path, kernel {c['kernel']}, {c['cpus']} CPUs, "
              f"{c['rounds']} interleaved round(s) of {c['seconds_per_row']:g} s a row"
-             + (f", v4l2loopback {c['v4l2loopback']}" if c.get("v4l2loopback") else ""),
+             + (f", v4l2loopback {c['v4l2loopback']}" if c.get("v4l2loopback") else ", no v4l2loopback rows"),
              f"{'size':>9}  {'path':<29} {'MiB/frame':>9} {'frames':>7} {'fps':>9} {'(min-max)':>17} {'CPU us/frame':>12}"]
     table_rows = rows(figures)
     for r in table_rows:

@@ -9,8 +9,9 @@
 # the machine's sources), unpacked with dpkg-deb and built with
 # make -C /lib/modules/<ver>/build M=..., as lab/vm-run builds vcam.
 # The download and source are cached in /var/cache/vcam-lab/v4l2loopback,
-# the module in /opt/vcam/v4l2loopback/<ver> (the guest mounts a tmpfs over
-# /var/cache, not over /opt), so a second run prints the path at once. Any failure is one line on stderr
+# the module in /opt/vcam/v4l2loopback/<ver> ($V4L2LOOPBACK_BUILD/<ver>; the
+# guest mounts a tmpfs over /var/cache, not over /opt), so a second run
+# prints the path at once. SID_MIRROR names another Debian mirror. Any failure is one line on stderr
 # and status 1; make bench then runs vcam's rows alone.
 set -euo pipefail
 
@@ -24,7 +25,7 @@ die() { printf 'v4l2loopback: %s\n' "$*" >&2; exit 1; }
 
 kver=$(cd "$top" && .venv/bin/python -c 'import sys; sys.path.insert(0, "lab"); from vmrun import find_kernel; print(find_kernel(sys.argv[1]))' "$series" 2>/dev/null) ||
 	die "no $series guest kernel with headers installed (make setup)"
-out=/opt/vcam/v4l2loopback/$kver
+out=${V4L2LOOPBACK_BUILD:-/opt/vcam/v4l2loopback}/$kver
 if [ -f "$out/v4l2loopback.ko" ]; then
 	echo "$out/v4l2loopback.ko"
 	exit 0

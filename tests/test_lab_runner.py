@@ -134,6 +134,18 @@ def test_unreachable_sid_mirror_gets_one_error_line_and_installs_nothing(tmp_pat
     assert sorted(os.listdir("/lib/modules")) == modules_before
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="apt-get download runs as root here")
+def test_v4l2loopback_without_a_sid_mirror_is_one_line(tmp_path):
+    # make bench then runs vcam's rows alone
+    env = dict(os.environ, SID_MIRROR="file:///nonexistent/debian", VCAM_LAB_CACHE=str(tmp_path),
+               V4L2LOOPBACK_BUILD=str(tmp_path / "build"), KERNEL="6.12")
+    result = subprocess.run([str(TOP / "lab" / "v4l2loopback.sh")], capture_output=True, env=env, timeout=30)
+    assert result.returncode == 1 and result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "v4l2loopback: cannot read sid's package lists from file:///nonexistent/debian"), lines
+
+
 def test_missing_qemu_gets_one_line():
     env = dict(os.environ, PATH="/nonexistent")
     result = subprocess.run([sys.executable, str(VM_RUN), "--", "true"], capture_output=True, env=env)

@@ -12,8 +12,9 @@ Frames are queued only while a consumer streams from the camera
 nobody watching would wait in the driver and be the first a consumer
 sees, however old. While nobody streams (WHILE_IDLE):
 
-  wait    the source pauses: a pattern or a file is not read at all and
-          goes on where it stopped; a live source (a pipe, a camera
+  wait    the source pauses: a pattern or a file is not read (a file
+          that can end, one frame ahead, to see its end) and goes on
+          where it stopped; a live source (a pipe, a camera
           through ffmpeg) is still read at the pace, so its writer never
           backs up, and its frames are dropped.
   newest  the source runs on at the pace; the newest frame is kept in a
@@ -122,7 +123,8 @@ class ConsumerWatch:
     def check(self, now: int) -> bool:
         streaming = bool(self.cam.ctl.status() & VCAM_STATUS_STREAMING)
         if streaming != self.streaming:
-            self.close(now)
+            if self.streaming is not None:  # the first answer's period began at the loop's start
+                self.close(now)
             self.streaming = streaming
             r = self.report
             r.consumer_starts += streaming
@@ -133,7 +135,7 @@ class ConsumerWatch:
         return streaming
 
     def close(self, now: int) -> None:
-        """Count the idle time up to now."""
+        """Count the idle time up to now (from the last call)."""
         if self.streaming is False:
             self.report.idle_s += (now - self._since) / 1e9
         self._since = now
@@ -158,6 +160,7 @@ class Producer:
         self._slot_key: list = [None] * cam.slots  # which source frame each slot holds
         self._watched: int | None = None  # the source's fd while poll() waits for it
         self._held: tuple[int, int] | None = None  # newest: (slot, timestamp) written while idle, not queued
+        self._next = None  # wait: the source's next frame, read ahead while idle (Source.ends)
 
     def _fill(self, index: int, n: int, frame, timestamp: int) -> None:
         buf = self.cam.bufs[index]
@@ -240,6 +243,7 @@ class Producer:
         self._interval = interval = 1e9 / self.fps if self.fps else 0.0
         start = r.started_ns = self._epoch = time.monotonic_ns()  # source frame t is due at _epoch + t * interval
         self._taken = 0  # frames taken from the source: queued, held or dropped
+        self.watch.close(start)  # idle time counts from here
         cpu_start = time.process_time()
         next_status = start
         idle_check_ms = int(self.IDLE_CHECK_S * 1000)
@@ -261,12 +265,23 @@ class Producer:
                 source_fd = self.source.fileno() if ready else None
                 waiting = source_fd is not None and not select.select([source_fd], [], [], 0)[0]
                 self._watch_source(poller, source_fd if waiting else None)
-                if ready and not waiting:
-                    frame = self.source.frame(self._taken)
-                    if frame is None:
+                if not reads and self.source.ends and wants_more and self._next is None:
+                    # Paused, a source that can end is read one frame ahead (the next one queued,
+                    # not dropped), so that a run whose input has ended ends with nobody watching.
+                    self._next = self.source.frame(self._taken)
+                    if self._next is None:
                         r.source_ended = True
                         continue
                     self._taken += 1
+                if ready and not waiting:
+                    if self._next is not None:
+                        frame, self._next = self._next, None
+                    else:
+                        frame = self.source.frame(self._taken)
+                        if frame is None:
+                            r.source_ended = True
+                            continue
+                        self._taken += 1
                     now = time.monotonic_ns()
                     if self._check(now) and self._free:  # asked again right before the QUEUE
                         if interval and now - due > interval:
@@ -297,6 +312,7 @@ class Producer:
             signals.close()
         end = time.monotonic_ns()
         self.watch.close(end)
+        r.frames_dropped += self._next is not None  # read ahead, and nobody came for it
         if self._held:  # a frame nobody came for
             r.frames_dropped += 1
             self._free.append(self._held[0])

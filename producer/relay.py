@@ -202,6 +202,7 @@ class Relay:
             poller.register(fd, select.POLLIN)
         watching_source = True
         r.started_ns = time.monotonic_ns()
+        self.watch.close(r.started_ns)   # idle time counts from here
         cpu_start = time.process_time()
         self.source.start()
         try:

@@ -39,6 +39,9 @@ class Source:
     # Whether frames come whether or not they are read (a pipe, a camera):
     # such a source is read on while nobody watches, or its writer backs up.
     live = False
+    # Whether a source that is not live can come to an end (a video file
+    # played once): paused, it is read one frame ahead to see its end.
+    ends = False
 
     def __init__(self, fmt: PixelFormat, width: int, height: int):
         self.fmt, self.width, self.height = fmt, width, height
@@ -209,6 +212,7 @@ class FfmpegSource(Source):
         self.path = path
         self.still = Path(path).suffix.lower() in IMAGE_SUFFIXES
         self.live = stat.S_ISCHR(os.stat(path).st_mode)  # a camera, not a file
+        self.ends = not (self.still or loop or self.live)
         cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error"]
         if loop and not self.still:
             cmd += ["-stream_loop", "-1"]

@@ -230,7 +230,7 @@ def test_a_pipe_is_drained_while_nobody_watches_and_ends_cleanly_mid_frame(tmp_p
         consumer.start()
         streaming = producer.wait_event("streaming")
         assert streaming["frames_dropped"] == 1 and stats(nr)["frames_queued"] == 0
-        producer.proc.stdin.write(b"".join(frames) + frames[0][: size // 2])
+        producer.proc.stdin.buffer.write(b"".join(frames) + frames[0][: size // 2])
         producer.proc.stdin.close()
         consumer.join(120)
         done = producer.finish(timeout=120)

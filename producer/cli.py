@@ -15,10 +15,9 @@ from .share import ShareError
 
 RUN_EXAMPLES = """\
   vcam-producer run --size 1280x720 --fps 30 --pattern counter --label "Lab Cam"
-  vcam-producer run --input /dev/video0 --size 1280x720 --format YUYV --share /tmp/vcam.sock   # a real camera, relayed
+  vcam-producer run --input /dev/video0 --size 1280x720 --format YUYV --while-idle newest   # a real camera, relayed
   vcam-producer run --input - --size 640x480 --format YUYV      # raw frames piped in: ffmpeg ... -f rawvideo -pix_fmt yuyv422 -
   vcam-producer run --pattern gradient --fps 0 --frames 1000 --share /tmp/vcam.sock --json
-  vcam-producer run --input clip.mp4 --loop --while-idle newest   # plays on while nobody watches
 """
 RUN_STATUSES = """\
   0    the run ended: --frames reached (frames are queued only while a

@@ -10,16 +10,18 @@ import sys
 from . import cliutil, formats, uapi
 from .dmabuf import no_allocator_message
 from .errors import PATTERNS, SourceError, open_error
+from .produce import WHILE_IDLE
 from .share import ShareError
 
 RUN_EXAMPLES = """\
   vcam-producer run --size 1280x720 --fps 30 --pattern counter --label "Lab Cam"
-  vcam-producer run --input /dev/video0 --size 1280x720 --format YUYV --share /tmp/vcam.sock   # a real camera, relayed
+  vcam-producer run --input /dev/video0 --size 1280x720 --format YUYV --while-idle newest   # a real camera, relayed
   vcam-producer run --input - --size 640x480 --format YUYV      # raw frames piped in: ffmpeg ... -f rawvideo -pix_fmt yuyv422 -
   vcam-producer run --pattern gradient --fps 0 --frames 1000 --share /tmp/vcam.sock --json
 """
 RUN_STATUSES = """\
-  0    the run ended: --frames reached, the input ended (a last frame cut short
+  0    the run ended: --frames reached (frames are queued only while a
+       consumer streams), the input ended (a last frame cut short
        on standard input is dropped, with a note), or SIGINT/SIGTERM stopped it
        at a clean point (the report's stopped_by names the signal)
   1    the camera could not be made or fed: no /dev/vcam, no permission, an
@@ -73,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub, "run", help="create a camera and feed it frames",
         description="Create a vcam camera and feed it frames from a test pattern, an image, a video or "
                     "another camera, or raw frames on standard input (--input -), paced at --fps, until "
-                    "--frames, the input's end or SIGINT/SIGTERM. "
-                    "Prints the new /dev/videoN (or, with --json, a ready line and the report). "
+                    "--frames, the input's end or SIGINT/SIGTERM. Frames are queued only while a consumer "
+                    "streams, so the first frame a consumer gets is a fresh one (see --while-idle). "
+                    "Prints the new /dev/videoN (or, with --json, a ready line, a waiting or streaming "
+                    "line as consumers come and go, and the report). "
                     "Needs /dev/vcam (the vcam module) and permission to open it.",
         examples=RUN_EXAMPLES, statuses=RUN_STATUSES)
     run.set_defaults(handler=cmd_run, parser=run)
@@ -101,8 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="where the frames' DMA-BUFs come from: system = a DMA-BUF heap or udmabuf, "
                           "driver = the driver's own slot buffers, auto = system where there is one, "
                           "else driver (default)")
+    run.add_argument("--while-idle", choices=WHILE_IDLE, default="wait",
+                     help="while no consumer streams: wait = queue nothing, pause a file or pattern (a live "
+                          "input, a pipe or a camera, is read on and dropped); newest = read on at the pace "
+                          "and queue the newest frame as soon as a consumer starts (default wait)")
     run.add_argument("--no-header", action="store_true", help="no integrity header in the frames")
-    run.add_argument("--json", action="store_true", help="JSON lines: the camera when ready, the report at the end")
+    run.add_argument("--json", action="store_true",
+                     help="JSON lines: the camera when ready, waiting/streaming as consumers stop and start, "
+                          "the report at the end")
 
     con = cliutil.subcommand(
         sub, "consume", help="capture frames and report what arrived",
@@ -209,11 +219,18 @@ def cmd_run(args) -> int:
             print(json.dumps({"event": "ready", **description, "socket": args.share}), flush=True)
         else:
             print(cam.video_path, flush=True)
+
+        def event(name: str, fields: dict) -> None:
+            if args.json:
+                print(json.dumps({"event": name, "device": cam.video_path, **fields}), flush=True)
+
         if relayed:
-            producer = Relay(relayed, cam, frames=args.frames, share=share)
+            producer = Relay(relayed, cam, frames=args.frames, share=share, while_idle=args.while_idle,
+                             on_event=event)
         else:
             producer = Producer(cam, source, fps=args.fps, frames=args.frames, header=header, share=share,
-                                status=sys.stderr.isatty() and not args.json)
+                                status=sys.stderr.isatty() and not args.json, while_idle=args.while_idle,
+                                on_event=event)
         report = producer.run()
         if source.partial:
             print(f"vcam-producer run: note: the input ended {source.partial} bytes into frame "
@@ -228,8 +245,9 @@ def cmd_run(args) -> int:
     if args.json:
         print(json.dumps({"event": "done", **report.as_dict()}), flush=True)
     else:
-        print(f"{report.frames_queued} frames in {report.elapsed_s:.1f} s ({report.fps:.1f} fps), "
-              f"{report.late} late, {report.slots_returned} slots returned", file=sys.stderr)
+        print(f"{report.frames_queued} frames in {report.elapsed_s:.1f} s ({report.fps:.1f} fps while watched, "
+              f"{report.idle_s:.1f} s unwatched), {report.late} late, {report.frames_dropped} dropped, "
+              f"{report.consumer_starts} consumer starts, {report.slots_returned} slots returned", file=sys.stderr)
     return cliutil.OK
 
 

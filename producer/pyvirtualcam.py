@@ -24,10 +24,14 @@ Where vcam differs:
     which is converted, BT.601 limited range as pixels.convert does; the
     input's own format for I420, NV12, YUYV and UYVY, passed through as is).
     An input whose layout is the camera's is always passed through as is.
-  - Frames go through the driver's output slots (slots=4): send() waits for
-    a slot while a consumer streams (back-pressure, as vcam-producer run
-    does) and, with every slot queued and nobody streaming, drops the frame
-    and counts it in frames_dropped rather than blocking the program.
+  - Frames go through the driver's output slots (slots=4). While nobody
+    streams from the camera, send() drops the frame and counts it in
+    frames_dropped: a frame queued then would wait in the driver and be
+    the first a consumer sees, however old (as vcam-producer run's
+    --while-idle wait; a program that sends frames as it makes them has
+    the newest one ready anyway). While a consumer streams, send() waits
+    for a free slot (back-pressure, as vcam-producer run does), and drops
+    the frame if the consumer stops meanwhile.
   - vcam's other keywords: label (the card name consumers see) and
     slot_memory (VirtualCamera's).
 """
@@ -171,7 +175,7 @@ class Camera:
         self._print_fps = print_fps
         self._free = collections.deque(range(self._cam.slots))
         self._frames_sent = 0
-        self.frames_dropped = 0  # sent while every slot was queued and nobody streamed
+        self.frames_dropped = 0  # sent while nobody streamed
         # The last second's send() times, for current_fps.
         self._send_times: collections.deque[float] = collections.deque(maxlen=max(2, round(fps) + 1))
         self._last_printed = time.monotonic()
@@ -258,17 +262,21 @@ class Camera:
         self._cam.write(index, data)
         self._cam.queue(index, timestamp=time.monotonic_ns())
 
+    def _streaming(self) -> bool:
+        return bool(self._cam.ctl.status() & VCAM_STATUS_STREAMING)
+
     def _free_slot(self) -> int | None:
-        """A slot the driver has handed back; while a consumer streams, the
-        next one it hands back (back-pressure); None when every slot is
-        queued and nobody streams, so a program with no viewer never hangs."""
+        """A slot for a frame a consumer will see: one the driver has handed
+        back, or, while a consumer streams, the next one it hands back
+        (back-pressure); None while nobody streams, so that no frame waits
+        in the driver for a consumer and a program with no viewer never hangs."""
         self._free.extend(self._cam.take_back())
-        while not self._free:
-            if not self._cam.ctl.status() & VCAM_STATUS_STREAMING:
-                return None
+        while self._streaming():
+            if self._free:
+                return self._free.popleft()
             if self._cam.poll(BACK_PRESSURE_CHECK_S):
                 self._free.extend(self._cam.take_back())
-        return self._free.popleft()
+        return None
 
     def sleep_until_next_frame(self) -> None:
         """Sleep until the next frame is due: frame n at the first send()

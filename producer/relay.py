@@ -10,6 +10,11 @@ This process never maps a pixel: consumers that import the slots
 Only a source that delivers exactly the camera's size and format, in the
 same layout, can be relayed; otherwise the producer decodes it with
 ffmpeg (sources.FfmpegSource) and says why.
+
+While no consumer streams from the camera, nothing is queued into it (as
+produce.Producer, --while-idle): with "wait" each filled buffer goes
+straight back to the source; with "newest" the newest one is kept out of
+the source's queue and queued into vcam as soon as a consumer starts.
 """
 
 import errno
@@ -22,7 +27,7 @@ from . import uapi, v4l2
 from .camera import VirtualCamera
 from .errors import SourceError, open_error
 from .formats import PixelFormat
-from .produce import ProducerReport, StopSignals
+from .produce import WHILE_IDLE, ConsumerWatch, Producer, ProducerReport, StopSignals
 from .share import ShareServer
 
 
@@ -142,13 +147,32 @@ class Relay:
     `frames` frames, the source failing, or SIGINT/SIGTERM."""
 
     def __init__(self, source: SourceCamera, cam: VirtualCamera, frames: int | None = None,
-                 share: ShareServer | None = None):
+                 share: ShareServer | None = None, while_idle: str = "wait", on_event=None):
+        if while_idle not in WHILE_IDLE:
+            raise ValueError(f"while_idle must be one of {', '.join(WHILE_IDLE)}, not {while_idle!r}")
         self.source, self.cam, self.frames, self.share = source, cam, frames, share
+        self.while_idle = while_idle
         self.report = ProducerReport(device=cam.video_path)
-        self._held = 0   # slots vcam holds
+        self.watch = ConsumerWatch(cam, self.report, on_event)
+        self._in_vcam = 0   # slots vcam holds
+        self._kept: tuple[int, int, int] | None = None   # newest: (index, bytesused, timestamp) held while idle
+
+    def _queue(self, index: int, length: int, timestamp: int) -> None:
+        self.cam.queue(index, length=length, timestamp=timestamp)
+        self._in_vcam += 1
+        self.report.frames_queued += 1
+
+    def _check(self) -> bool:
+        """Whether a consumer streams now; a kept frame goes to one that has just started."""
+        streaming = self.watch.check(time.monotonic_ns())
+        if streaming and self._kept:
+            (index, length, timestamp), self._kept = self._kept, None
+            self._queue(index, length, timestamp)
+        return streaming
 
     def _take_from_source(self, events: int) -> None:
-        """Queue the frame the source filled into its slot, as it is."""
+        """Queue the frame the source filled into its slot, as it is (or,
+        while nobody streams, keep it or give it back)."""
         r = self.report
         if events & (select.POLLERR | select.POLLHUP) and not events & select.POLLIN:
             r.source_ended = True   # the source stopped or went away
@@ -160,9 +184,15 @@ class Relay:
             self.source.give_back(buf.index)   # a damaged frame is not passed on
             return
         monotonic = buf.flags & v4l2.V4L2_BUF_FLAG_TIMESTAMP_MASK == v4l2.V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC
-        self.cam.queue(buf.index, length=buf.bytesused, timestamp=buf.timestamp_ns() if monotonic else 0)
-        self._held += 1
-        r.frames_queued += 1
+        frame = (buf.index, buf.bytesused, buf.timestamp_ns() if monotonic else 0)
+        if self._check():
+            self._queue(*frame)
+            return
+        r.frames_dropped += 1   # this frame, or the one kept before it
+        if self.while_idle == "newest":
+            frame, self._kept = self._kept, frame
+        if frame:
+            self.source.give_back(frame[0])
 
     def run(self) -> ProducerReport:
         r = self.report
@@ -172,6 +202,7 @@ class Relay:
             poller.register(fd, select.POLLIN)
         watching_source = True
         r.started_ns = time.monotonic_ns()
+        self.watch.close(r.started_ns)   # idle time counts from here
         cpu_start = time.process_time()
         self.source.start()
         try:
@@ -180,14 +211,16 @@ class Relay:
                 if not wants_more and watching_source:
                     poller.unregister(self.source.fd)   # from now on only the slots coming back
                     watching_source = False
-                if not wants_more and self._held == 0:
+                self._check()
+                if not wants_more and self._in_vcam == 0:
                     break
-                for fd, events in poller.poll(-1):
+                # Nothing wakes poll() when a consumer starts or stops: ask again soon.
+                for fd, events in poller.poll(int(Producer.IDLE_CHECK_S * 1000)):
                     if fd == self.source.fd:
                         self._take_from_source(events)
                     elif fd == self.cam.ctl.fd:
                         for index in self.cam.take_back():
-                            self._held -= 1
+                            self._in_vcam -= 1
                             r.slots_returned += 1
                             if not r.source_ended:
                                 self.source.give_back(index)
@@ -197,5 +230,8 @@ class Relay:
                         os.read(signals.read_fd, 64)
         finally:
             signals.close()
-        r.finish(self.cam, self.share, signals.received, self._held, time.monotonic_ns(), cpu_start)
+        end = time.monotonic_ns()
+        self.watch.close(end)
+        r.frames_dropped += bool(self._kept)   # a frame nobody came for
+        r.finish(self.cam, self.share, signals.received, self._in_vcam, end, cpu_start)
         return r

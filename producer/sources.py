@@ -36,6 +36,13 @@ class Frame:
 
 
 class Source:
+    # Whether frames come whether or not they are read (a pipe, a camera):
+    # such a source is read on while nobody watches, or its writer backs up.
+    live = False
+    # Whether a source that is not live can come to an end (a video file
+    # played once): paused, it is read one frame ahead to see its end.
+    ends = False
+
     def __init__(self, fmt: PixelFormat, width: int, height: int):
         self.fmt, self.width, self.height = fmt, width, height
         self.size = fmt.frame_size(width, height)
@@ -204,6 +211,8 @@ class FfmpegSource(Source):
         check_readable(path)
         self.path = path
         self.still = Path(path).suffix.lower() in IMAGE_SUFFIXES
+        self.live = stat.S_ISCHR(os.stat(path).st_mode)  # a camera, not a file
+        self.ends = not (self.still or loop or self.live)
         cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error"]
         if loop and not self.still:
             cmd += ["-stream_loop", "-1"]
@@ -270,7 +279,10 @@ class PipeSource(Source):
     """Raw frames of the camera's size and format, back to back, on standard
     input (`--input -`), e.g. from `ffmpeg ... -f rawvideo -pix_fmt yuyv422 -`.
     The input's end is the source's end; a last frame it cuts short is
-    dropped (never shown torn) and its length kept in partial."""
+    dropped (never shown torn) and its length kept in partial. Whatever
+    writes into the pipe is taken to be live: it is never held up."""
+
+    live = True
 
     def __init__(self, fmt: PixelFormat, width: int, height: int, stream=None):
         super().__init__(fmt, width, height)

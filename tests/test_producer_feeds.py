@@ -5,12 +5,15 @@ it, in order; the driver's counters agree; a last frame cut short ends the
 run cleanly; bad input is one line and leaves no camera and no fd. The
 host half is test_producer_feeds_host.py."""
 
+import fcntl
 import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import threading
 from pathlib import Path
 
@@ -19,6 +22,7 @@ import pytest
 
 from producer import formats, integrity
 from producer.pyvirtualcam import Camera, CameraError, PixelFormat
+from producer.uapi import VCAM_STATUS_STREAMING
 from producer.sysfs import stats, video_nodes
 from producer_procs import CLI, running_producer
 from test_producer_pixels import HEIGHT, TOLERANCE, WIDTH, disagreement, ffmpeg_convert, test_picture
@@ -50,29 +54,48 @@ def frames_of(data: bytes, size: int) -> list[bytes]:
 # --- Python ---------------------------------------------------------------------------------
 
 
+def streaming(cam: Camera) -> bool:
+    """Whether a consumer streams from the Python camera (VCAM_IOC_STATUS)."""
+    return bool(cam._cam.ctl.status() & VCAM_STATUS_STREAMING)
+
+
+def capture_in_background(cam: Camera, count: int, out: Path) -> threading.Thread:
+    """v4l2-ctl capturing COUNT frames from CAM into OUT, started and streaming."""
+    consumer = threading.Thread(target=lambda: capture(cam.device, count, out))
+    consumer.start()
+    wait_until(lambda: streaming(cam) or not consumer.is_alive(), 120, "the consumer to stream")
+    return consumer
+
+
 def test_bgr_frames_arrive_as_ffmpegs_yuyv_in_order(tmp_path):
-    """Four different BGR frames sent with nobody streaming fill the four
-    slots; two more are dropped, not waited for. A consumer then gets the
-    four, in order, each within 1 per sample of ffmpeg's conversion of the
-    same BGR bytes; the driver counts four frames queued and copied."""
+    """Two BGR frames sent with nobody streaming are dropped, not queued
+    (the driver counts none). Four sent while a consumer streams reach it,
+    in order, each within 1 per sample of ffmpeg's conversion of the same
+    BGR bytes; the driver counts four frames queued and copied. One sent
+    after the consumer stopped is dropped again."""
     picture = np.ascontiguousarray(test_picture()[..., ::-1])  # BGR
     sent = [np.roll(picture, 8 * k, axis=1) for k in range(6)]
     before, fds = video_nodes(), open_fds()
+    out = tmp_path / "bgr.yuyv"
     with Camera(WIDTH, HEIGHT, 30, fmt=PixelFormat.BGR, label="Python Bgr", slots=4) as cam:
         assert (cam.camera_fmt, cam.native_fmt, cam.backend) == ("YUYV", PixelFormat.YUYV, "vcam")
         nr = int(cam.device.removeprefix("/dev/video"))
-        for frame in sent:
+        for frame in sent[:2]:
             cam.send(frame)
-        assert (cam.frames_sent, cam.frames_dropped) == (6, 2)
-        data = capture(cam.device, 4, tmp_path / "bgr.yuyv")
+        assert (cam.frames_sent, cam.frames_dropped) == (2, 2) and stats(nr)["frames_queued"] == 0
+        consumer = capture_in_background(cam, 4, out)
+        for frame in sent[2:]:
+            cam.send(frame)
+        consumer.join(120)
+        assert not consumer.is_alive()
         counters = stats(nr)
-        # the slots came back after the copies: the next frame is queued, not dropped
         cam.send(sent[0])
-        assert cam.frames_dropped == 2 and stats(nr)["frames_queued"] == 5
+        assert (cam.frames_sent, cam.frames_dropped) == (7, 3) and stats(nr)["frames_queued"] == 4
     assert counters["frames_queued"] == 4 and counters["frames_copied"] == 4 and counters["frames_errored"] == 0
     size = YUYV.frame_size(WIDTH, HEIGHT)
+    data = out.read_bytes()
     # one ffmpeg run for the four: frames stacked vertically convert row by row alike in 4:2:2
-    expected = frames_of(ffmpeg_convert(np.concatenate(sent[:4]), "yuyv422", in_pix_fmt="bgr24").tobytes(), size)
+    expected = frames_of(ffmpeg_convert(np.concatenate(sent[2:]), "yuyv422", in_pix_fmt="bgr24").tobytes(), size)
     for k, (got, want) in enumerate(zip(frames_of(data, size), expected, strict=True)):
         worst = disagreement(np.frombuffer(got, np.uint8), np.frombuffer(want, np.uint8), YUYV)
         assert max(worst) <= TOLERANCE, f"frame {k}: largest difference {worst}"
@@ -137,9 +160,11 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path):
         with pytest.raises(ValueError, match=r"unexpected frame shape for GRAY: \(48, 64, 3\) != \(48, 64\)"):
             cam.send(np.zeros((48, 64, 3), np.uint8))
         frame = np.arange(64 * 48, dtype=np.uint32).astype(np.uint8).reshape(48, 64)
+        consumer = capture_in_background(cam, 1, tmp_path / "grey.raw")
         cam.send(frame)
-        assert cam.frames_sent == 1
-        assert capture(cam.device, 1, tmp_path / "grey.raw") == frame.tobytes()  # GREY passes as it is
+        consumer.join(120)
+        assert (cam.frames_sent, cam.frames_dropped) == (1, 0)
+        assert (tmp_path / "grey.raw").read_bytes() == frame.tobytes()  # GREY passes as it is
     assert video_nodes() == before and open_fds() == fds
     program = "from producer import pyvirtualcam\npyvirtualcam.Camera(64, 48, 30)\n"
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", program],
@@ -153,7 +178,8 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path):
 def test_send_waits_for_a_slot_while_a_consumer_streams(tmp_path):
     """With a consumer streaming, a send() that finds every slot queued
     waits for one (back-pressure) instead of dropping: the consumer gets
-    every frame sent after it started, none dropped."""
+    every frame sent after it started, none dropped; those sent before it
+    started were dropped, not queued."""
     with Camera(WIDTH, HEIGHT, 30, fmt=PixelFormat.GRAY, camera_fmt="GREY", slots=2) as cam:
         out = tmp_path / "frames.raw"
         consumer = threading.Thread(target=lambda: capture(cam.device, 12, out))
@@ -170,36 +196,50 @@ def test_send_waits_for_a_slot_while_a_consumer_streams(tmp_path):
         dropped, counters = cam.frames_dropped, stats(nr)
     values = [frame[0] for frame in frames_of(out.read_bytes(), WIDTH * HEIGHT)]
     assert len(values) == 12
-    # Before the consumer streamed, two frames filled the slots and later ones were dropped; once it
-    # streamed, none: the frames it got end in a run of consecutive ones.
-    assert values[:2] == [0, 1] and values[2:] == list(range(values[2], values[2] + 10)), values
+    # Frames sent before the consumer streamed were dropped; once it streamed, none: it got a run of
+    # consecutive ones, the first sent after it started.
+    assert values == list(range(values[0], values[0] + 12)), values
+    assert dropped >= values[0]
     assert counters["frames_queued"] == n - dropped and counters["frames_errored"] == 0
 
 
 # --- a pipe ---------------------------------------------------------------------------------
 
 
-def test_a_pipe_ending_mid_frame_is_a_clean_end(tmp_path):
-    """ffmpeg's raw YUYV frames and half a frame more on the producer's
-    standard input: five whole frames reach the consumer intact, the half is
-    dropped with one note line, and the run ends with status 0."""
-    raw = tmp_path / "five.yuyv"
+def test_a_pipe_is_drained_while_nobody_watches_and_ends_cleanly_mid_frame(tmp_path):
+    """A pipe is live: while nobody streams, its frames are read and dropped
+    (the writer never backs up), nothing queued. Once a consumer streams,
+    ffmpeg's raw YUYV frames and half a frame more on the producer's
+    standard input: the five whole frames reach the consumer intact, as
+    frames 0 to 4, the half is dropped with one note line, and the run
+    ends with status 0."""
+    raw = tmp_path / "six.yuyv"
     subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
-                    "-i", f"testsrc=size={WIDTH}x{HEIGHT}:rate=30", "-frames:v", "5", "-f", "rawvideo",
+                    "-i", f"testsrc=size={WIDTH}x{HEIGHT}:rate=30", "-frames:v", "6", "-f", "rawvideo",
                     "-pix_fmt", "yuyv422", str(raw)], check=True, timeout=120)
     size = YUYV.frame_size(WIDTH, HEIGHT)
-    frames = frames_of(raw.read_bytes(), size)
+    unseen, *frames = frames_of(raw.read_bytes(), size)
     assert len(frames) == 5
     before = video_nodes()
+    out = tmp_path / "piped.yuyv"
     with running_producer(["--input", "-", "--size", f"{WIDTH}x{HEIGHT}", "--format", "YUYV", "--fps", "0",
-                           "--label", "Piped In"], stdin=b"".join(frames) + frames[0][: size // 2]) as producer:
-        data = capture(producer.device, 5, tmp_path / "piped.yuyv")
+                           "--label", "Piped In"], stdin=unseen, stdin_open=True) as producer:
+        producer.wait_event("waiting")
+        nr = producer.ready["device_nr"]
+        consumer = threading.Thread(target=lambda: capture(producer.device, 5, out))
+        consumer.start()
+        streaming = producer.wait_event("streaming")
+        assert streaming["frames_dropped"] == 1 and stats(nr)["frames_queued"] == 0
+        producer.proc.stdin.buffer.write(b"".join(frames) + frames[0][: size // 2])
+        producer.proc.stdin.close()
+        consumer.join(120)
         done = producer.finish(timeout=120)
-    for i, (got, sent) in enumerate(zip(frames_of(data, size), frames, strict=True)):
+    for i, (got, sent) in enumerate(zip(frames_of(out.read_bytes(), size), frames, strict=True)):
         header, problem = integrity.check(got)
         assert problem is None and header.sequence == i, problem
         assert got[integrity.HEADER_SIZE:] == sent[integrity.HEADER_SIZE:], f"frame {i} is not the one piped in"
     assert done["source_ended"] and done["frames_queued"] == 5 and done["in_flight"] == 0
+    assert done["frames_dropped"] == 1
     assert done["driver"]["frames_queued"] == 5 and done["driver"]["frames_errored"] == 0
     notes = [line for line in producer.stderr.splitlines() if " note: " in line]
     assert f"vcam-producer run: note: the input ended {size // 2} bytes into frame 5 (a frame is {size} bytes); " \
@@ -208,28 +248,34 @@ def test_a_pipe_ending_mid_frame_is_a_clean_end(tmp_path):
     assert video_nodes() == before
 
 
+def unread(pipe) -> int:
+    """Bytes written into a pipe and not read yet (FIONREAD works on either end)."""
+    return struct.unpack("i", fcntl.ioctl(pipe.fileno(), termios.FIONREAD, b"\0" * 4))[0]
+
+
 def test_a_signal_ends_a_run_waiting_on_a_quiet_pipe():
     """A writer that goes quiet, its end of the pipe still open, does not
     hold the run: SIGTERM while the producer waits for input ends it at its
-    clean point (status 0, the report, no camera left)."""
+    clean point (status 0, the report, no camera left). Nobody streamed:
+    both frames were read and dropped."""
     before = video_nodes()
     read_end, write_end = os.pipe()
     proc = subprocess.Popen(CLI + ["run", "--json", "--input", "-", "--size", f"{WIDTH}x{HEIGHT}", "--fps", "0"],
                             stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     os.close(read_end)
     try:
-        os.write(write_end, bytes(YUYV.frame_size(WIDTH, HEIGHT) * 2))  # two frames, then silence
-        ready = json.loads(proc.stdout.readline())
-        nr = ready["device_nr"]
-        wait_until(lambda: stats(nr)["frames_queued"] == 2, 60, "both frames queued")
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        with os.fdopen(write_end, "wb", buffering=0) as writer:
+            writer.write(bytes(YUYV.frame_size(WIDTH, HEIGHT) * 2))  # two frames, then silence
+            json.loads(proc.stdout.readline())  # ready
+            wait_until(lambda: unread(writer) == 0, 60, "both frames read")
+            proc.send_signal(signal.SIGTERM)
+            out, err = proc.communicate(timeout=60)
     finally:
-        os.close(write_end)
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, err
     done = json.loads(out.strip().splitlines()[-1])
-    assert done["stopped_by"] == "SIGTERM" and done["frames_queued"] == 2 and not done["source_ended"]
+    assert done["stopped_by"] == "SIGTERM" and not done["source_ended"]
+    assert (done["frames_queued"], done["frames_dropped"]) == (0, 2)
     assert video_nodes() == before

@@ -6,6 +6,7 @@ zero-copy path end to end; a source that cannot be relayed is decoded with
 a note, and one that is no capture device is one line."""
 
 import subprocess
+import time
 
 import pytest
 
@@ -15,7 +16,7 @@ from producer.dmabuf import DmaBuf
 from producer.share import receive
 from producer.sysfs import stats, video_nodes
 from producer_procs import run_cli, running_producer, short_socket_path
-from vcam_helpers import video_node, vivid_capture_node
+from vcam_helpers import start_capture, video_node, vivid_capture_node
 
 pytestmark = pytest.mark.guest
 
@@ -136,3 +137,32 @@ def test_the_source_busy_elsewhere_is_one_line(vivid):
     assert r.returncode == 1
     assert r.stderr == f"vcam-producer run: {vivid} is busy: another program is streaming from it\n"
     assert video_nodes() == before
+
+
+@pytest.mark.parametrize("while_idle", ["wait", "newest"])
+def test_with_nobody_streaming_nothing_is_relayed_and_the_first_frame_is_fresh(vivid, picture, while_idle):
+    """vivid runs on while nobody streams from the vcam camera: its frames
+    go straight back to it (wait) or the newest is kept (newest), none is
+    queued into vcam; a consumer that starts then gets a frame vivid made
+    at most moments before it started, not one from seconds ago."""
+    idle_s = 3
+    with relay(vivid, "--while-idle", while_idle, "--label", "Relay Idle") as producer:
+        nr = producer.ready["device_nr"]
+        producer.wait_event("waiting")
+        time.sleep(idle_s)
+        assert stats(nr)["frames_queued"] == 0
+        with Capture(producer.device) as cap:
+            started = time.monotonic_ns()
+            start_capture(cap, 2)
+            first = cap.dqbuf(timeout=30)
+            frame = cap.data(first)
+            cap.streamoff()
+        streaming = producer.wait_event("streaming")
+        done = producer.finish(sig=15)
+    assert frame == picture
+    age = (started - first.timestamp_ns()) / 1e9
+    assert age < 1.0, f"the first frame is {age:.3f} s older than the consumer (idle {idle_s} s)"
+    assert streaming["frames_dropped"] > 0 and streaming["frames_queued"] == 0
+    assert done["consumer_starts"] == 1 and done["idle_s"] >= idle_s
+    print(f"relay, {while_idle}: first frame {age * 1e3:.1f} ms older than STREAMON; "
+          f"{streaming['frames_dropped']} of vivid's frames given back while idle")

@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run, parser=run)
     run.add_argument("--size", default="640x480", help="WIDTHxHEIGHT (default 640x480)")
     run.add_argument("--format", default="YUYV",
-                     help=f"pixel format fourcc: {', '.join(formats.FORMATS)} (default YUYV)")
+                     help=f"pixel format fourcc: {', '.join(formats.FORMATS)}, or MJPEG (JPEG images "
+                          "encoded here from a pattern or a decoded --input) (default YUYV)")
     run.add_argument("--fps", type=float, default=30.0, help="frames per second; 0 = as fast as consumed (default 30)")
     src = run.add_mutually_exclusive_group()
     src.add_argument("--pattern", choices=PATTERNS, help="test pattern (default smpte)")
@@ -139,9 +140,12 @@ def check_run(parser: argparse.ArgumentParser, args) -> tuple[int, int, formats.
     is a usage error (status 2) naming its option."""
     width, height = _size(parser, args.size)
     try:
-        fmt = formats.lookup(args.format)
+        fmt = formats.lookup(args.format, compressed=True)
     except ValueError as e:
         parser.error(f"bad --format: {e}")
+    if fmt.compressed and args.input == "-":
+        parser.error("bad --format MJPEG with --input -: standard input carries raw frames of --format; "
+                     "encode JPEG from a pattern or a file instead")
     if width % fmt.hstep or height % fmt.vstep:
         parser.error(f"bad --size {args.size}: {fmt.fourcc} needs a width divisible by {fmt.hstep}"
                      f" and a height divisible by {fmt.vstep}")
@@ -182,18 +186,20 @@ def cmd_run(args) -> int:
     from .produce import Producer
     from .relay import Relay, is_video_device, open_relay
     from .share import ShareServer
-    from .sources import open_source
+    from .sources import JpegSource, open_source
 
     width, height, fmt, header = check_run(args.parser, args)
     relayed = None
-    if is_video_device(args.input) and not args.no_relay:
+    # A camera's own MJPEG is not relayed yet: it is decoded and encoded again.
+    if is_video_device(args.input) and not args.no_relay and not fmt.compressed:
         relayed, why = open_relay(args.input, fmt, width, height, args.fps, args.slots)
         if relayed:
             header = False   # the source's frames as they are
         else:
             print(f"vcam-producer run: note: {args.input} cannot be relayed without a copy ({why}): "
                   "decoding it with ffmpeg instead", file=sys.stderr, flush=True)
-    source = relayed or open_source(fmt, width, height, pattern=args.pattern, input_path=args.input, loop=args.loop)
+    source = relayed or open_source(formats.raw_format(fmt), width, height, pattern=args.pattern,
+                                    input_path=args.input, loop=args.loop)
     cam = share = None
     try:
         try:
@@ -203,6 +209,8 @@ def cmd_run(args) -> int:
             if e.filename is None:  # CREATE or a DMA-BUF allocation said no
                 raise UserFacingError(e.strerror) from None
             raise UserFacingError(open_error(e, e.filename)) from None
+        if fmt.compressed:
+            source = JpegSource(source, cam.size)
         if args.slot_memory == "auto" and cam.memory == "driver":
             print(f"vcam-producer run: note: {no_allocator_message()}; the frames live in the driver's own "
                   "slot buffers (--share still gives consumers the zero-copy path)", file=sys.stderr, flush=True)

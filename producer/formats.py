@@ -19,6 +19,9 @@ class PixelFormat:
     planes: tuple[tuple[int, int, int], ...]
     hstep: int = 1  # width must be a multiple of this
     vstep: int = 1  # height must be a multiple of this
+    # A compressed format's frames vary in size: MJPG's are JPEG images
+    # encoded from frames rendered in `planes`' layout (RGB24).
+    compressed: bool = False
 
     @property
     def code(self) -> int:
@@ -48,13 +51,26 @@ FORMATS = {
         PixelFormat("BX24", "bgr0", ((4, 1, 1),)),  # V4L2 XRGB32: B, G, R, X in memory
     )
 }
+# vcam-producer run's output as JPEG images (Pillow encodes them); kept out
+# of FORMATS, whose formats are raw pixels that numpy converts.
+MJPEG = PixelFormat("MJPG", "rgb24", ((3, 1, 1),), compressed=True)
 # Friendly aliases accepted on the command line.
-ALIASES = {"YUV420": "YU12", "I420": "YU12", "RGB24": "RGB3", "BGR24": "BGR3", "XRGB32": "BX24", "GRAY": "GREY"}
+ALIASES = {"YUV420": "YU12", "I420": "YU12", "RGB24": "RGB3", "BGR24": "BGR3", "XRGB32": "BX24", "GRAY": "GREY",
+           "MJPEG": "MJPG", "JPEG": "MJPG"}
 
 
-def lookup(name: str) -> PixelFormat:
-    """The format for a fourcc or alias; ValueError naming the choices."""
+def lookup(name: str, compressed: bool = False) -> PixelFormat:
+    """The format for a fourcc or alias; ValueError naming the choices.
+    compressed: MJPEG is one of them."""
     key = ALIASES.get(name.upper(), name.upper())
+    if compressed and key == MJPEG.fourcc:
+        return MJPEG
     if key not in FORMATS:
-        raise ValueError(f"unknown format {name!r}: choose one of {', '.join(FORMATS)}")
+        choices = [*FORMATS, "MJPEG"] if compressed else FORMATS
+        raise ValueError(f"unknown format {name!r}: choose one of {', '.join(choices)}")
     return FORMATS[key]
+
+
+def raw_format(fmt: PixelFormat) -> PixelFormat:
+    """The raw format a source renders frames of fmt in."""
+    return FORMATS["RGB3"] if fmt.compressed else fmt

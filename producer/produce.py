@@ -153,7 +153,7 @@ class Producer:
         self.cam, self.source, self.fps, self.frames = cam, source, fps, frames
         self.header, self.share, self.status = header, share, status
         self.while_idle = while_idle
-        self.payload = source.size - integrity.HEADER_SIZE
+        self._length = [0] * cam.slots  # each slot's payload for QUEUE
         self.report = ProducerReport(device=cam.video_path)
         self.watch = ConsumerWatch(cam, self.report, on_event)
         self._free = deque(range(cam.slots))
@@ -164,16 +164,19 @@ class Producer:
 
     def _fill(self, index: int, n: int, frame, timestamp: int) -> None:
         buf = self.cam.bufs[index]
+        size = len(frame.data)   # a compressed format's frames vary in size
         with buf.cpu_access(write=True) as pixels:
             if frame.key is None or self._slot_key[index] != frame.key:
-                pixels[: self.source.size] = frame.data
+                pixels[:size] = frame.data
                 self._slot_key[index] = frame.key
             if self.header:
+                at = integrity.header_offset(frame.data)
+                payload = at + integrity.HEADER_SIZE
                 crc = frame.crc
                 if crc is None:
-                    crc = zlib.crc32(pixels[integrity.HEADER_SIZE : self.source.size])
-                head = integrity.pack(n, timestamp, self.payload, crc)
-                pixels[: integrity.HEADER_SIZE] = head
+                    crc = zlib.crc32(pixels[payload:size])
+                pixels[at:payload] = integrity.pack(n, timestamp, size - payload, crc)
+        self._length[index] = size if self.source.fmt.compressed else 0   # 0: a whole frame
 
     def _take_back(self) -> None:
         returned = self.cam.take_back()
@@ -192,7 +195,7 @@ class Producer:
         self._watched = fd
 
     def _queue(self, index: int, timestamp: int) -> None:
-        self.cam.queue(index, timestamp=timestamp)
+        self.cam.queue(index, length=self._length[index], timestamp=timestamp)
         self.report.frames_queued += 1
 
     def _idle_frame(self, frame, now: int) -> None:

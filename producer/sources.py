@@ -9,6 +9,7 @@ holds them) and, where it is known in advance, the CRC-32 of the payload
 (so the integrity header costs nothing per frame for pre-rendered frames).
 """
 
+import io
 import os
 import stat
 import subprocess
@@ -23,7 +24,8 @@ import numpy as np
 from .errors import PATTERNS, SourceError
 from .formats import PixelFormat
 from .pixels import convert, planes_of
-from .integrity import HEADER_SIZE
+from .formats import MJPEG
+from .integrity import HEADER_SIZE, JPEG_HEADER_AT, jpeg_with_room
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm"}
 
@@ -312,6 +314,43 @@ class PipeSource(Source):
 
     def fileno(self) -> int | None:
         return None if self._first_pending or self._ended else self._stream.fileno()
+
+
+class JpegSource(Source):
+    """A raw source's RGB24 frames as JPEG images (MJPEG), each with an
+    empty comment segment for the integrity header. Frames vary in size;
+    `size` is the most one may take (the camera's buffer)."""
+
+    QUALITY = 90
+
+    def __init__(self, raw: Source, buffer_size: int):
+        from PIL import Image   # only MJPEG output needs Pillow
+        self._image = Image
+        super().__init__(MJPEG, raw.width, raw.height)
+        self.size = buffer_size
+        self.raw, self.live, self.ends = raw, raw.live, raw.ends
+        self._last: Frame | None = None
+
+    def frame(self, n: int) -> Frame | None:
+        raw = self.raw.frame(n)
+        self.partial = self.raw.partial
+        if raw is None:
+            return None
+        if self._last is None or raw.key is None or raw.key != self._last.key:
+            image = self._image.frombuffer("RGB", (self.width, self.height), raw.data, "raw", "RGB", 0, 1)
+            encoded = io.BytesIO()
+            image.save(encoded, "JPEG", quality=self.QUALITY)
+            jpeg = jpeg_with_room(encoded.getvalue())
+            if len(jpeg) > self.size:
+                raise SourceError(f"a {len(jpeg)}-byte JPEG does not fit the camera's {self.size}-byte buffer")
+            self._last = Frame(raw.key, np.frombuffer(jpeg, np.uint8), zlib.crc32(jpeg[JPEG_HEADER_AT + HEADER_SIZE:]))
+        return self._last
+
+    def fileno(self) -> int | None:
+        return self.raw.fileno()
+
+    def close(self) -> None:
+        self.raw.close()
 
 
 def open_source(fmt: PixelFormat, width: int, height: int, pattern: str | None = None,

@@ -2,6 +2,7 @@
 non-zero exit, no traceback, nothing left behind; the pure parts (formats,
 patterns, the integrity header, fd passing) work."""
 
+import io
 import os
 import socket
 import zlib
@@ -48,6 +49,7 @@ def usage_error(r, command: str, text: str) -> None:
     (["--label", "no/slash"], "bad --label"),
     (["--label", " x"], "bad --label"),
     (["--size", "4x4"], "too small for the integrity header"),
+    (["--format", "MJPEG", "--input", "-"], "bad --format MJPEG with --input -"),
 ])
 def test_run_rejects_bad_options(args, text):
     usage_error(run_cli(["run", *args], env=MISSING_NODE), "run", text)
@@ -131,6 +133,26 @@ def test_integrity_header_catches_tearing_and_corruption():
     corrupt[9] ^= 1  # the sequence number
     assert integrity.check(corrupt)[1] == "corrupt"
     assert integrity.check(bytes(1000))[1] == "corrupt"
+
+
+def test_mjpeg_frames_are_jpeg_images_with_the_header_in_a_comment():
+    from PIL import Image
+    raw = sources.PatternSource("counter", formats.raw_format(formats.MJPEG), 160, 120)
+    jpeg = sources.JpegSource(raw, 160 * 120 * 4)
+    sizes = set()
+    for n in range(3):
+        frame = bytearray(jpeg.frame(n).data)
+        at = integrity.header_offset(frame)
+        assert at > 0 and frame[:2] == b"\xff\xd8"
+        frame[at : at + integrity.HEADER_SIZE] = integrity.pack(
+            n, 5, len(frame) - at - integrity.HEADER_SIZE, jpeg.frame(n).crc)
+        header, problem = integrity.check(frame)
+        assert problem is None and header.sequence == n
+        assert Image.open(io.BytesIO(bytes(frame))).size == (160, 120)   # still a JPEG a decoder reads
+        frame[-10] ^= 1
+        assert integrity.check(frame)[1] == "torn"
+        sizes.add(len(frame))
+    assert len(sizes) > 1   # the burnt-in counter changes each image's size
 
 
 def test_share_passes_fds_over_scm_rights(tmp_path):

@@ -204,7 +204,7 @@ class VcamSink(GstBase.BaseSink):
     def do_propose_allocation(self, query):
         # Upstream may keep strides of its own (a copy lines them up), and
         # its pool needs more buffers than the slots hold.
-        query.add_allocation_meta(GstVideo.VideoMeta.get_api_type(), None)
+        query.add_allocation_meta(GstVideo.video_meta_api_get_type(), None)
         caps, _ = query.parse_allocation()
         if caps is not None and self.stream and self.stream.info is not None:
             query.add_allocation_pool(None, self.stream.info.size, self.slots + 2, 0)

@@ -97,7 +97,7 @@ dashboards: setup
 bench: setup
 	@mkdir -p build
 	@$(CC) -O2 -Wall -Wextra -Idriver/include/uapi bench/vcam-bench.c -o build/vcam-bench
-	@$(VM_RUN) -- sh -c 'python3 bench/run.py build/vcam-bench && echo && python3 bench/framepath.py'
+	@$(VM_RUN) -- sh -c 'python3 bench/run.py build/vcam-bench && echo && python3 bench/framepath.py && echo && python3 bench/gst_sink.py'
 	@# The probes' cost as instruction counts: a busy host scatters wall-clock ratios
 	@echo; $(VM_RUN) --icount -- python3 bench/probe_overhead.py --pin --each build/vcam-bench
 	@echo; $(VENV)/bin/python bench/tui_cpu.py

@@ -38,8 +38,10 @@ envfile=/etc/default/vcam-exporter
 # (gstreamer1.0-python3-plugin-loader) scans only its own folder's python/
 # (and GST_PLUGIN_PATH's, which a system-wide install cannot count on), so
 # this one file goes next to Debian's plugins. It imports vcam from $venv.
-gst_loader=$(ls /usr/lib/*/gstreamer-1.0/libgstpython.so /usr/lib*/gstreamer-1.0/libgstpython.so 2>/dev/null | head -n 1)
-gst_plugin=${gst_loader:+$(dirname "$gst_loader")/python/vcamsink.py}
+gst_plugin=
+for gst_loader in /usr/lib/*/gstreamer-1.0/libgstpython.so /usr/lib*/gstreamer-1.0/libgstpython.so; do
+	[ -e "$gst_loader" ] && { gst_plugin=$(dirname "$gst_loader")/python/vcamsink.py; break; }
+done
 
 say() { printf 'install: %s\n' "$*" >&2; }
 die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }

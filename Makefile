@@ -118,7 +118,7 @@ bench: setup
 	@ko=$$(lab/v4l2loopback.sh) || ko=; \
 	$(VM_RUN) -- sh -c 'python3 bench/run.py build/vcam-bench --python --loopback "$$1" \
 		--seconds $(BENCH_SECONDS) --rounds $(BENCH_ROUNDS) --out "$$VCAM_RUN_DIR/figures.json" && \
-		echo && python3 bench/framepath.py' sh "$$ko"
+		echo && python3 bench/framepath.py && echo && python3 bench/gst_sink.py' sh "$$ko"
 	@$(VENV)/bin/python bench/report.py "$$(ls -t build/vm/run-*/figures.json | head -n 1)" build/bench
 	@# The probes' cost as instruction counts: a busy host scatters wall-clock ratios
 	@echo; $(VM_RUN) --icount -- python3 bench/probe_overhead.py --pin --each build/vcam-bench

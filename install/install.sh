@@ -2,8 +2,9 @@
 # Installs vcam on this machine, or removes it (make install / make uninstall).
 #
 #   install/install.sh install     the module (DKMS), the udev rule, the
-#                                  commands (a virtual environment in /opt/vcam)
-#                                  and the exporter's systemd unit
+#                                  commands (a virtual environment in /opt/vcam),
+#                                  the exporter's systemd unit and the
+#                                  GStreamer sink vcamsink
 #   install/install.sh uninstall   removes all of that
 #   install/install.sh wheels DIR  downloads the Python dependencies into DIR
 #                                  (for an install without network:
@@ -33,6 +34,14 @@ commands=(vcam-producer vcam-observe)
 rule=/usr/local/lib/udev/rules.d/60-vcam.rules
 unit=/usr/local/lib/systemd/system/vcam-exporter.service
 envfile=/etc/default/vcam-exporter
+# vcamsink, the GStreamer sink: GStreamer's python plugin loader
+# (gstreamer1.0-python3-plugin-loader) scans only its own folder's python/
+# (and GST_PLUGIN_PATH's, which a system-wide install cannot count on), so
+# this one file goes next to Debian's plugins. It imports vcam from $venv.
+gst_plugin=
+for gst_loader in /usr/lib/*/gstreamer-1.0/libgstpython.so /usr/lib*/gstreamer-1.0/libgstpython.so; do
+	[ -e "$gst_loader" ] && { gst_plugin=$(dirname "$gst_loader")/python/vcamsink.py; break; }
+done
 
 say() { printf 'install: %s\n' "$*" >&2; }
 die() { printf 'install: error: %s\n' "$*" >&2; exit 1; }
@@ -174,6 +183,11 @@ install_python() {
 
 install_files() {
 	put 0644 "$here/60-vcam.rules" "$rule"
+	if [ -n "$gst_plugin" ]; then
+		put 0644 "$top/producer/gstreamer/python/vcamsink.py" "$gst_plugin"
+	else
+		say "note: no GStreamer python plugin loader, so no vcamsink (Debian: apt install gstreamer1.0-python3-plugin-loader python3-gst-1.0, then make install again)"
+	fi
 	put 0644 "$here/vcam-exporter.service" "$unit"
 	# The admin's settings survive a reinstall (like a conffile).
 	[ -e "$envfile" ] || put 0644 "$here/vcam-exporter.default" "$envfile"
@@ -211,6 +225,10 @@ remove_all() {
 	done
 	rm -rf /usr/src/vcam-*
 	rm -f "$rule" "$unit" "$envfile"
+	if [ -n "$gst_plugin" ]; then
+		rm -f "$gst_plugin"
+		rmdir "$(dirname "$gst_plugin")" 2>/dev/null || true
+	fi
 	local c
 	for c in "${commands[@]}"; do
 		# Only our own links: another vcam-producer there is not ours to remove.

@@ -43,7 +43,8 @@ esac
 [ -r /etc/debian_version ] || die "this set-up needs Debian 12 (apt); see README.md for other systems"
 
 # What the lab runs: the guest (qemu), the module build, the BPF tools,
-# the V4L2 peers, Prometheus, and dkms (tests/test_install.py runs make
+# the V4L2 peers (GStreamer, with the python plugin loader and bindings
+# vcamsink runs on), Prometheus, and dkms (tests/test_install.py runs make
 # install here, in a mount namespace of its own, for the guest's kernel).
 # The guest kernel is added below.
 packages=(
@@ -51,6 +52,7 @@ packages=(
 	build-essential bc
 	bpfcc-tools python3-bpfcc
 	v4l-utils gstreamer1.0-tools gstreamer1.0-plugins-good ffmpeg
+	gstreamer1.0-plugins-base python3-gst-1.0 gstreamer1.0-python3-plugin-loader gir1.2-gst-plugins-base-1.0
 	prometheus
 	python3-venv tmux curl
 	dkms

@@ -21,6 +21,7 @@ from pathlib import Path
 
 TOP = Path(__file__).resolve().parent.parent
 VENV_BIN = TOP / ".venv" / "bin"
+GST_PLUGINS = TOP / "producer" / "gstreamer"   # python/vcamsink.py
 DRIVER = TOP / "driver"
 RUNS = TOP / "build" / "vm"
 
@@ -179,6 +180,8 @@ def guest_script(run_dir, command, module, ports, series):
         # Debian 12's v4l2-compliance is too old for 6.12; lab/setup.sh
         # installs trixie's.
         "[ -x /opt/vcam/bin/v4l2-compliance ] && export V4L2_COMPLIANCE=/opt/vcam/bin/v4l2-compliance",
+        # GStreamer's python plugin loader finds vcamsink in GST_PLUGIN_PATH's python/ folder.
+        f"export GST_PLUGIN_PATH={shlex.quote(str(GST_PLUGINS))}${{GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}}",
     ]
     if ports:
         # virtio_net is a module in Debian's kernel; QEMU's user network

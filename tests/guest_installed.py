@@ -5,8 +5,9 @@ private mount namespace and boots the guest from there (lab/vm-run
 
 As on a user's machine: modprobe loads it by name, udev gives /dev/vcam to
 group video, an ordinary user in video streams through both paths and one
-outside it is told what to do, the exporter's unit runs with its
-capabilities alone, and make demo NATIVE=1 takes the installed module.
+outside it is told what to do, GStreamer finds vcamsink, the exporter's
+unit runs with its capabilities alone, and make demo NATIVE=1 takes the
+installed module.
 """
 
 import grp
@@ -25,7 +26,7 @@ import pytest
 
 from labtools import free_port, load_demo, run_command
 from producer import sysfs
-from vcam_helpers import wait_until
+from vcam_helpers import video_node, wait_until
 
 pytestmark = pytest.mark.guest
 
@@ -154,6 +155,28 @@ def test_a_user_in_video_streams_zero_copy_and_copy(installed):
     if Path("/dev/dma_heap/system").exists():
         assert "/dev/dma_heap/system is not open to this user" in notes[0], notes
     assert "Traceback" not in err
+
+
+def test_the_installed_vcamsink_makes_a_camera_for_a_user_in_video(installed):
+    """GStreamer finds vcamsink with no GST_PLUGIN_PATH (the loader's own
+    folder), and it runs on the installed vcam (/opt/vcam/venv)."""
+    assert list(Path("/usr/lib").glob("*/gstreamer-1.0/python/vcamsink.py"))
+    home = user_home(MEMBER)
+    user, env = as_user(MEMBER, VIDEO_GID), user_env(home)
+    gst = subprocess.Popen(user + ["gst-launch-1.0", "-e", "videotestsrc", "!",
+                                   "video/x-raw,format=YUY2,width=64,height=48,framerate=30/1", "!",
+                                   "vcamsink", "label=Installed Sink"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        device = wait_until(lambda: video_node("Installed Sink"), 120, "vcamsink's camera",
+                            ignore=(AssertionError, OSError))
+        r = run_command(*user, "vcam-producer", "consume", "--device", device, "--frames", "10", "--json", env=env)
+        assert json.loads(r.stdout)["frames"] == 10, r.stdout
+    finally:
+        gst.send_signal(signal.SIGINT)
+        out, err = gst.communicate(timeout=120)
+    assert gst.returncode == 0, out + err
+    assert "ERROR" not in out + err and "Traceback" not in err, out + err
 
 
 def test_a_user_outside_video_is_told_to_join_it(installed):

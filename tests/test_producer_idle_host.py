@@ -40,7 +40,7 @@ class StandInCamera:
     def status(self) -> int:
         return VCAM_STATUS_STREAMING if self.streaming else VCAM_STATUS_IDLE
 
-    def queue(self, index: int, timestamp: int = 0) -> None:
+    def queue(self, index: int, length: int = 0, timestamp: int = 0) -> None:   # VirtualCamera.queue's
         assert self.streaming, "queued while nobody streamed"
         self.queued.append((index, integrity.unpack(self.bufs[index].data)))
         self._back.append(index)

@@ -321,6 +321,7 @@ VCAM_STAT_ATTR(frames_dequeued);
 VCAM_STAT_ATTR(frames_zero_copy);
 VCAM_STAT_ATTR(frames_copied);
 VCAM_STAT_ATTR(frames_errored);
+VCAM_STAT_ATTR(frames_dropped);
 VCAM_STAT_ATTR(bytes_copied);
 
 static ssize_t fps_show(struct device *d, struct device_attribute *attr,
@@ -381,6 +382,7 @@ static struct attribute *vcam_stats_attrs[] = {
 	&dev_attr_frames_zero_copy.attr,
 	&dev_attr_frames_copied.attr,
 	&dev_attr_frames_errored.attr,
+	&dev_attr_frames_dropped.attr,
 	&dev_attr_bytes_copied.attr,
 	&dev_attr_fps.attr,
 	&dev_attr_requested_fps.attr,
@@ -413,7 +415,8 @@ static const struct attribute_group *vcam_stats_groups[] = {
 noinline __noclone void vcam_device_free(unsigned int dev_nr,
 					 struct vcam_device *dev)
 {
-	cancel_work_sync(&dev->work);
+	vcam_fence_disarm(dev);
+	cancel_delayed_work_sync(&dev->work);
 	/* Only now: the video minor and the capture buffers are gone too */
 	if (dev->user)
 		vcam_user_uncharge(dev->user);
@@ -456,6 +459,7 @@ vcam_device_create(const struct vcam_config *cfg)
 	dev->finfo = cfg->finfo;
 	dev->nr_slots = cfg->nr_frames;
 	dev->cap_budget = cfg->cap_budget;
+	dev->wait = cfg->wait;
 	dev->requested_fps = VCAM_DEF_FPS;
 	for (i = 0; i < dev->nr_slots; i++) {
 		dev->slots[i].dev = dev;
@@ -523,8 +527,10 @@ void vcam_device_destroy(struct vcam_device *dev)
 {
 	spin_lock(&dev->slock);
 	dev->disconnected = true;
+	dev->wait = NULL;	/* the control file is going away */
 	spin_unlock(&dev->slock);
-	cancel_work_sync(&dev->work);
+	cancel_delayed_work_sync(&dev->work);
+	vcam_fence_disarm(dev);
 
 	mutex_lock(&dev->lock);
 	vb2_queue_error(&dev->queue);

@@ -53,6 +53,20 @@ static inline void vcam_vb2_set_min_queued(struct vb2_queue *q, u32 n)
 }
 
 /*
+ * 6.8 keeps a queue's buffers in a bitmap of max_num_buffers entries, with
+ * holes; before, they were the first num_buffers. vb2_get_buffer() answers
+ * NULL for an index without a buffer either way.
+ */
+static inline unsigned int vcam_vb2_buffer_indexes(struct vb2_queue *q)
+{
+#if VCAM_KERNEL_AT_LEAST(6, 8, 0)
+	return q->max_num_buffers;
+#else
+	return q->num_buffers;
+#endif
+}
+
+/*
  * 6.3 made vm_area_struct.vm_flags read-only behind vm_flags_set().
  */
 static inline void vcam_vm_flags_set(struct vm_area_struct *vma,

@@ -7,6 +7,7 @@
 #define _VCAM_CORE_H
 
 #include <linux/build_bug.h>
+#include <linux/dma-fence.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
@@ -31,11 +32,18 @@
 
 /*
  * How long the frame path waits for a frame's fences (a GPU still writing
- * it) or a capture buffer's (a device still reading it). A fence that never
- * signals fails one frame instead of hanging the frame path, and with it
- * STREAMOFF and close().
+ * it) or a capture buffer's (a device still reading it). The wait is a
+ * fence callback, never a blocked thread: a fence that never signals fails
+ * one frame after this long, and nothing else waits for it.
  */
-#define VCAM_FENCE_TIMEOUT_MS	1000
+#define VCAM_FENCE_TIMEOUT_NS	(1000 * NSEC_PER_MSEC)
+
+/*
+ * How far ahead of now a producer's timestamp may be: a source that stamps
+ * a frame with the time it is due (vivid does) may queue it a little
+ * early; a timestamp from another clock is far off and refused.
+ */
+#define VCAM_TIMESTAMP_AHEAD_NS	NSEC_PER_SEC
 
 /* Producer timestamps kept to measure the rate it delivers at */
 #define VCAM_RATE_WINDOW	16
@@ -142,8 +150,6 @@ struct vcam_out_buf {
  * struct vcam_cap_buf - a capture buffer
  * @vb: the vb2 buffer; must be first
  * @list: entry in &vcam_device.cap_queued while owned by the driver
- * @node: entry in &vcam_device.cap_all while the buffer has memory (from
- *	vb2's buf_init to its buf_cleanup); protected by &vcam_device.slock
  * @held: the output slot whose frame this buffer received zero-copy and still
  *	holds, until the consumer queues the buffer again; protected by
  *	&vcam_device.slock
@@ -151,7 +157,6 @@ struct vcam_out_buf {
 struct vcam_cap_buf {
 	struct vb2_v4l2_buffer vb;
 	struct list_head list;
-	struct list_head node;
 	struct vcam_out_buf *held;
 };
 
@@ -162,6 +167,8 @@ struct vcam_cap_buf {
  * @frames_zero_copy: frames delivered without moving pixels
  * @frames_copied: frames delivered by a CPU copy
  * @frames_errored: frames delivered with V4L2_BUF_FLAG_ERROR
+ * @frames_dropped: frames no consumer received: still pending when the
+ *	consumer stopped streaming
  * @bytes_copied: bytes moved by the copy path
  */
 struct vcam_stats {
@@ -170,6 +177,7 @@ struct vcam_stats {
 	u64 frames_zero_copy;
 	u64 frames_copied;
 	u64 frames_errored;
+	u64 frames_dropped;
 	u64 bytes_copied;
 };
 
@@ -183,18 +191,24 @@ struct vcam_stats {
  * @lock: serializes the V4L2 ioctls of @vdev and the vb2 operations of
  *	@queue (it is both vdev->lock and queue->lock)
  * @slock: protects the buffer lists, the slot and capture buffer states,
- *	@streaming, @disconnected, @sequence, @stats and the rate window;
- *	never held across a copy, a DMA-BUF call or vb2_buffer_done()
+ *	@wait, @streaming, @disconnected, @sequence, @status_changes,
+ *	@last_timestamp, @stats, the rate window and the fence wait; never held
+ *	across a copy, a DMA-BUF call or vb2_buffer_done()
  * @out_pending: slots queued by the producer, oldest first
  * @out_done: slots ready for DEQUEUE, oldest first
  * @cap_queued: capture buffers owned by the driver, oldest first
  * @cap_incoming: capture buffers of the QBUF in progress; the frame path
  *	gets them once it has returned (vcam_cap_hand_over()), so QBUF never
  *	reports a buffer that the frame path already completed
- * @cap_all: every capture buffer that has memory, queued or not
- * @out_wait: woken when a slot becomes done (DEQUEUE, poll)
- * @status_wait: woken when the status bits change (WAIT)
- * @work: the frame path; pairs output frames with capture buffers
+ * @wait: the control file's wait queue (DEQUEUE, WAIT, poll), woken when a
+ *	slot becomes done or idle and when the status changes; NULL once the
+ *	control file is closed. Wake it with vcam_wake().
+ * @work: the frame path; pairs output frames with capture buffers. Queued
+ *	with vcam_kick(); delayed only to end a fence wait at its deadline
+ * @fence: the fence the frame path waits for, with @fence_cb added to it
+ * @fence_cb: kicks the frame path when @fence signals
+ * @fence_deadline: when the wait for the oldest frame's fences gives up
+ *	(ktime_get_ns()); 0 while the frame path waits for none
  * @slots: the output slots
  * @nr_slots: number of valid entries of @slots
  * @fmt: the camera's format, fixed at creation
@@ -203,6 +217,10 @@ struct vcam_stats {
  * @nr: the N of /dev/videoN
  * @streaming: the capture queue is streaming
  * @disconnected: the control file is gone; nothing is paired any more
+ * @status_changes: how many times the status bits changed; poll reports
+ *	EPOLLPRI to a control file that has not read the status since
+ * @last_timestamp: the timestamp of the last frame queued; the next one may
+ *	not be earlier
  * @sequence: sequence number of the next capture buffer
  * @requested_fps: the rate last asked for with S_PARM
  * @rate_ts: the producer timestamps of the last frames queued (ring)
@@ -225,10 +243,11 @@ struct vcam_device {
 	struct list_head out_done;
 	struct list_head cap_queued;
 	struct list_head cap_incoming;
-	struct list_head cap_all;
-	wait_queue_head_t out_wait;
-	wait_queue_head_t status_wait;
-	struct work_struct work;
+	wait_queue_head_t *wait;
+	struct delayed_work work;
+	struct dma_fence *fence;
+	struct dma_fence_cb fence_cb;
+	u64 fence_deadline;
 	struct vcam_out_buf slots[VCAM_MAX_FRAMES];
 	unsigned int nr_slots;
 	struct v4l2_pix_format fmt;
@@ -237,6 +256,8 @@ struct vcam_device {
 	unsigned int nr;
 	bool streaming;
 	bool disconnected;
+	u32 status_changes;
+	u64 last_timestamp;
 	u32 sequence;
 	u32 requested_fps;
 	u64 rate_ts[VCAM_RATE_WINDOW];
@@ -269,6 +290,7 @@ static_assert(offsetof(struct vcam_out_buf, dev) == 0);
  * @fmt: the format
  * @finfo: description of @fmt.pixelformat
  * @nr_frames: number of output slots
+ * @wait: the control file's wait queue
  * @user: the creator's share of the camera limits, taken by
  *	vcam_user_charge(); the camera owns it once created
  * @cap_budget: see &vcam_device.cap_budget
@@ -278,6 +300,7 @@ struct vcam_config {
 	struct v4l2_pix_format fmt;
 	const struct vcam_format_info *finfo;
 	unsigned int nr_frames;
+	wait_queue_head_t *wait;
 	struct vcam_user *user;
 	u64 cap_budget;
 };
@@ -307,6 +330,9 @@ unsigned long vcam_slot_mem_size(struct vcam_device *dev);
 
 /* vcam-queue.c: the capture queue and the frame path */
 int vcam_queue_init(struct vcam_device *dev);
+void vcam_kick(struct vcam_device *dev);
+void vcam_wake(struct vcam_device *dev);
+void vcam_fence_disarm(struct vcam_device *dev);
 void vcam_frames_release(struct vcam_device *dev);
 u64 vcam_status(struct vcam_device *dev);
 u32 vcam_current_fps(struct vcam_device *dev);
@@ -329,6 +355,8 @@ void vcam_out_queued(unsigned int dev_nr, struct vcam_device *dev,
 		     u32 out_index, u64 queued_ns);
 void vcam_out_dequeued(unsigned int dev_nr, struct vcam_device *dev,
 		       u32 out_index);
+void vcam_out_dropped(unsigned int dev_nr, struct vcam_device *dev,
+		      u32 out_index);
 void vcam_frame_delivered(unsigned int dev_nr, struct vcam_device *dev,
 			  u32 cap_index, enum vcam_path counted,
 			  u32 bytes_copied, u64 queued_ns);

@@ -34,12 +34,19 @@ static_assert(offsetof(struct vcam_ioc_dequeue, timestamp) == 8);
 /**
  * struct vcam_ctrl - one open file of the control node
  * @lock: serializes VCAM_IOC_CREATE of this file
+ * @wait: DEQUEUE, WAIT and poll wait here, from open on, so that a poll or
+ *	an epoll set up before CREATE is woken by CREATE and by the camera
+ *	(&vcam_device.wait)
  * @dev: the camera, once created; set once (release/acquire), cleared only
  *	when the file is released
+ * @status_seen: &vcam_device.status_changes when this file last read the
+ *	status (STATUS, WAIT); poll reports EPOLLPRI while it differs
  */
 struct vcam_ctrl {
 	struct mutex lock;	/* serializes CREATE */
+	wait_queue_head_t wait;
 	struct vcam_device *dev;
+	u32 status_seen;
 };
 
 static struct vcam_device *vcam_ctrl_device(struct vcam_ctrl *ctrl)
@@ -214,6 +221,7 @@ static int vcam_ioc_create(struct vcam_ctrl *ctrl, struct file *file,
 	ret = vcam_check_create(&req, &cfg);
 	if (ret)
 		goto unlock;
+	cfg.wait = &ctrl->wait;
 	/* Before the node exists, so that a bad pointer leaves nothing */
 	ret = vcam_put_frames(&req, &cfg);
 	if (ret)
@@ -238,6 +246,7 @@ static int vcam_ioc_create(struct vcam_ctrl *ctrl, struct file *file,
 	/* Publish the camera only once it is complete */
 	smp_store_release(&ctrl->dev, dev);
 	mutex_unlock(&ctrl->lock);
+	wake_up_interruptible(&ctrl->wait);
 	return 0;
 
 destroy_dev:
@@ -281,15 +290,28 @@ static int vcam_ioc_dequeue(struct vcam_device *dev, struct file *file,
 	return 0;
 }
 
-static int vcam_ioc_status(struct vcam_device *dev, void __user *argp)
+/* The status, and a note that this file has seen it (ends EPOLLPRI) */
+static u64 vcam_read_status(struct vcam_ctrl *ctrl, struct vcam_device *dev)
 {
-	u64 status = vcam_status(dev);
+	u64 status;
+
+	spin_lock(&dev->slock);
+	WRITE_ONCE(ctrl->status_seen, dev->status_changes);
+	status = vcam_status(dev);
+	spin_unlock(&dev->slock);
+	return status;
+}
+
+static int vcam_ioc_status(struct vcam_ctrl *ctrl, struct vcam_device *dev,
+			   void __user *argp)
+{
+	u64 status = vcam_read_status(ctrl, dev);
 
 	return copy_to_user(argp, &status, sizeof(status)) ? -EFAULT : 0;
 }
 
-static int vcam_ioc_wait(struct vcam_device *dev, struct file *file,
-			 void __user *argp)
+static int vcam_ioc_wait(struct vcam_ctrl *ctrl, struct vcam_device *dev,
+			 struct file *file, void __user *argp)
 {
 	struct vcam_ioc_wait req;
 	int ret;
@@ -298,19 +320,23 @@ static int vcam_ioc_wait(struct vcam_device *dev, struct file *file,
 		return -EFAULT;
 	if (!req.mask || req.mask & ~VCAM_STATUS_MASK)
 		return -EINVAL;
+	/* Idle and streaming exclude each other: such a wait never ends */
+	if ((req.mask & (VCAM_STATUS_IDLE | VCAM_STATUS_STREAMING)) ==
+	    (VCAM_STATUS_IDLE | VCAM_STATUS_STREAMING))
+		return -EINVAL;
 
 	if (file->f_flags & O_NONBLOCK) {
 		if ((vcam_status(dev) & req.mask) != req.mask)
 			return -EAGAIN;
 	} else {
-		ret = wait_event_interruptible(dev->status_wait,
+		ret = wait_event_interruptible(ctrl->wait,
 					       (vcam_status(dev) & req.mask) ==
 					       req.mask);
 		if (ret)
 			return ret;
 	}
 
-	req.status = vcam_status(dev);
+	req.status = vcam_read_status(ctrl, dev);
 	return copy_to_user(argp, &req, sizeof(req)) ? -EFAULT : 0;
 }
 
@@ -364,9 +390,9 @@ static long vcam_ctrl_ioctl(struct file *file, unsigned int cmd,
 	case VCAM_IOC_DEQUEUE:
 		return vcam_ioc_dequeue(dev, file, argp);
 	case VCAM_IOC_STATUS:
-		return vcam_ioc_status(dev, argp);
+		return vcam_ioc_status(ctrl, dev, argp);
 	case VCAM_IOC_WAIT:
-		return vcam_ioc_wait(dev, file, argp);
+		return vcam_ioc_wait(ctrl, dev, file, argp);
 	case VCAM_IOC_EXPORT:
 		return vcam_ioc_export(dev, argp);
 	default:
@@ -377,20 +403,28 @@ static long vcam_ctrl_ioctl(struct file *file, unsigned int cmd,
 /* ---------------------------------------------------------------------- */
 /* File operations                                                         */
 
+/*
+ * EPOLLIN: a slot is done (DEQUEUE); EPOLLOUT: a slot is free (QUEUE);
+ * EPOLLPRI: a consumer started or stopped since this file last read the
+ * status. EPOLLERR before CREATE.
+ */
 static __poll_t vcam_ctrl_poll(struct file *file, poll_table *wait)
 {
 	struct vcam_ctrl *ctrl = file->private_data;
-	struct vcam_device *dev = vcam_ctrl_device(ctrl);
+	struct vcam_device *dev;
 	__poll_t mask = 0;
 
+	poll_wait(file, &ctrl->wait, wait);
+	dev = vcam_ctrl_device(ctrl);
 	if (!dev)
 		return EPOLLERR;
 
-	poll_wait(file, &dev->out_wait, wait);
 	if (vcam_out_dequeue_ready(dev))
 		mask |= EPOLLIN | EPOLLRDNORM;
 	if (vcam_out_queue_ready(dev))
 		mask |= EPOLLOUT | EPOLLWRNORM;
+	if (READ_ONCE(dev->status_changes) != READ_ONCE(ctrl->status_seen))
+		mask |= EPOLLPRI;
 	return mask;
 }
 
@@ -431,6 +465,7 @@ static int vcam_ctrl_open(struct inode *inode, struct file *file)
 	if (!ctrl)
 		return -ENOMEM;
 	mutex_init(&ctrl->lock);
+	init_waitqueue_head(&ctrl->wait);
 	file->private_data = ctrl;
 	return nonseekable_open(inode, file);
 }

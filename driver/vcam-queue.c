@@ -17,8 +17,17 @@
  *  - with V4L2_BUF_FLAG_ERROR when neither is possible. A short payload of
  *    an uncompressed format is delivered and flagged as an error too.
  *
- * Frames are never dropped: an output frame waits for a capture buffer, and
- * a producer that runs ahead runs out of slots (back-pressure).
+ * Frames wait for a consumer: an output frame waits for a capture buffer,
+ * and a producer that runs ahead runs out of slots (back-pressure). A
+ * consumer's STREAMOFF ends what it was sent: frames still pending then are
+ * dropped, and DEQUEUE gives their slots back with a length of 0, so the
+ * next consumer never starts with frames made for the last one.
+ *
+ * A frame whose DMA-BUF has unsignalled write fences (a GPU still writing
+ * it), or a copy target with unsignalled fences (a device still reading
+ * it), waits: the frame path adds a callback to the fence and returns, and
+ * the callback, or the deadline VCAM_FENCE_TIMEOUT_NS later, runs it again.
+ * No ioctl and no close() ever waits for a fence.
  *
  * Observable functions. These are global, noinline, never cloned symbols
  * with stable names so that kprobes (observe/) can attach to them. Each takes the
@@ -37,6 +46,9 @@
  *	an accepted QUEUE: the frame joins the pending list (slock held).
  *   vcam_out_dequeued(dev_nr, dev, out_index)
  *	a DEQUEUE that returns a slot (slock held).
+ *   vcam_out_dropped(dev_nr, dev, out_index)
+ *	a pending frame is dropped because the consumer stopped streaming; it
+ *	leaves the pending list undelivered (slock held).
  *   vcam_frame_delivered(dev_nr, dev, cap_index, counted, bytes_copied,
  *			  queued_ns)
  *	one frame counted as the driver counts it (&enum vcam_path, an error
@@ -87,6 +99,33 @@ static struct dma_buf *vcam_cap_dbuf(struct vcam_cap_buf *cap)
 	struct vb2_buffer *vb = &cap->vb.vb2_buf;
 
 	return vb->memory == VB2_MEMORY_DMABUF ? vb->planes[0].dbuf : NULL;
+}
+
+/**
+ * vcam_kick() - run the frame path now
+ * @dev: the camera
+ *
+ * Also ends a delay armed for a fence deadline. Safe from any context,
+ * including a fence callback.
+ */
+void vcam_kick(struct vcam_device *dev)
+{
+	mod_delayed_work(system_unbound_wq, &dev->work, 0);
+}
+
+/**
+ * vcam_wake() - wake the control file's waiters, if it is still open
+ * @dev: the camera
+ *
+ * Under &vcam_device.slock, so that vcam_device_destroy() can clear
+ * &vcam_device.wait before the control file's memory goes away.
+ */
+void vcam_wake(struct vcam_device *dev)
+{
+	spin_lock(&dev->slock);
+	if (dev->wait)
+		wake_up_interruptible(dev->wait);
+	spin_unlock(&dev->slock);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -271,6 +310,29 @@ noinline __noclone void vcam_out_dequeued(unsigned int dev_nr,
 }
 
 /**
+ * vcam_out_dropped() - a pending frame is dropped undelivered
+ * @dev_nr: the N of /dev/videoN
+ * @dev: the camera
+ * @out_index: the slot, on &vcam_device.out_pending
+ *
+ * Called with &vcam_device.slock held when the consumer stops streaming:
+ * the slot goes to &vcam_device.out_done with a length of 0, which is how
+ * DEQUEUE tells the producer that nobody received the frame.
+ */
+noinline __noclone void vcam_out_dropped(unsigned int dev_nr,
+					 struct vcam_device *dev,
+					 u32 out_index)
+{
+	struct vcam_out_buf *out = &dev->slots[out_index];
+
+	lockdep_assert_held(&dev->slock);
+	list_move_tail(&out->list, &dev->out_done);
+	out->state = VCAM_SLOT_DONE;
+	out->length = 0;
+	dev->stats.frames_dropped++;
+}
+
+/**
  * vcam_out_queue() - VCAM_IOC_QUEUE: queue a frame into an output slot
  * @dev_nr: the N of /dev/videoN
  * @dev: the camera
@@ -280,7 +342,9 @@ noinline __noclone void vcam_out_dequeued(unsigned int dev_nr,
  *
  * Return: 0; -EINVAL for garbage in @req->reserved, a slot out of range, a
  * payload larger than a frame, an fd that is not a DMA-BUF or one too small
- * for the frame; -EBADF for a bad fd; -EBUSY if the slot, or another slot
+ * for the frame, a timestamp more than %VCAM_TIMESTAMP_AHEAD_NS ahead or
+ * earlier than the last frame's (capture timestamps are CLOCK_MONOTONIC and
+ * never go back); -EBADF for a bad fd; -EBUSY if the slot, or another slot
  * with the same DMA-BUF, is still queued; -ENOMEM if the slot's own buffer
  * (%VCAM_QUEUE_FD_DRIVER, vcam_slot_dbuf()) cannot be allocated; -ENODEV
  * once the camera is gone.
@@ -326,6 +390,9 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 	spin_lock(&dev->slock);
 	if (dev->disconnected) {
 		ret = -ENODEV;
+	} else if (req->timestamp > now + VCAM_TIMESTAMP_AHEAD_NS ||
+		   (req->timestamp && req->timestamp < dev->last_timestamp)) {
+		ret = -EINVAL;
 	} else if (out->state != VCAM_SLOT_IDLE ||
 		   vcam_dbuf_in_use(dev, dbuf)) {
 		ret = -EBUSY;
@@ -337,7 +404,9 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 		}
 		out->dbuf = dbuf;
 		out->length = length;
-		out->timestamp = req->timestamp ? req->timestamp : now;
+		/* "Now", unless the last frame was stamped a little ahead */
+		out->timestamp = req->timestamp ?: max(now, dev->last_timestamp);
+		dev->last_timestamp = out->timestamp;
 		vcam_out_queued(dev_nr, dev, req->index, now);
 		ret = 0;
 	}
@@ -347,7 +416,7 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 
 	if (old_dbuf)
 		dma_buf_put(old_dbuf);
-	queue_work(system_unbound_wq, &dev->work);
+	vcam_kick(dev);
 	return 0;
 
 put_dbuf:
@@ -398,6 +467,9 @@ bool vcam_out_queue_ready(struct vcam_device *dev)
  * @res: filled with the slot, its payload and timestamp
  * @nonblock: fail with -EAGAIN instead of waiting
  *
+ * A slot whose frame was dropped (vcam_out_dropped()) comes back with a
+ * length of 0.
+ *
  * Return: 0, -EAGAIN, or -ERESTARTSYS when a signal interrupted the wait.
  */
 noinline __noclone int vcam_out_dequeue(unsigned int dev_nr,
@@ -417,6 +489,9 @@ noinline __noclone int vcam_out_dequeue(unsigned int dev_nr,
 			res->length = out->length;
 			res->timestamp = out->timestamp;
 			vcam_out_dequeued(dev_nr, dev, out->index);
+			/* A slot is free: pollers waiting for EPOLLOUT */
+			if (dev->wait)
+				wake_up_interruptible(dev->wait);
 		}
 		spin_unlock(&dev->slock);
 		if (out)
@@ -424,7 +499,8 @@ noinline __noclone int vcam_out_dequeue(unsigned int dev_nr,
 
 		if (nonblock)
 			return -EAGAIN;
-		ret = wait_event_interruptible(dev->out_wait,
+		/* An ioctl of the control file: its wait queue is there */
+		ret = wait_event_interruptible(*dev->wait,
 					       vcam_out_dequeue_ready(dev));
 		if (ret)
 			return ret;
@@ -447,7 +523,7 @@ vcam_out_release(unsigned int dev_nr, u32 out_index, u32 cap_index,
 		 struct vcam_out_buf *out, struct dma_buf *dbuf)
 {
 	dma_buf_put(dbuf);
-	wake_up_interruptible(&out->dev->out_wait);
+	vcam_wake(out->dev);
 }
 
 /**
@@ -516,14 +592,6 @@ noinline __noclone void vcam_zero_copy(unsigned int dev_nr, u32 out_index,
 	vb2_set_plane_payload(&cap->vb.vb2_buf, 0, bytes);
 }
 
-/* Wait, bounded, for @dbuf's fences of @usage; true once they signalled */
-static bool vcam_fences_signalled(struct dma_buf *dbuf,
-				  enum dma_resv_usage usage)
-{
-	return dma_resv_wait_timeout(dbuf->resv, usage, false,
-				     msecs_to_jiffies(VCAM_FENCE_TIMEOUT_MS)) > 0;
-}
-
 /**
  * vcam_copy() - copy a frame into a capture buffer with the CPU
  * @dev_nr: the N of /dev/videoN
@@ -534,7 +602,8 @@ static bool vcam_fences_signalled(struct dma_buf *dbuf,
  * @cap: the capture buffer
  *
  * Return: 0; -EBUSY when the capture buffer is memory the producer writes
- * frames into; or -errno when one side cannot be mapped by the CPU.
+ * frames into; -ETIMEDOUT when a device still reads it; or -errno when one
+ * side cannot be mapped by the CPU.
  */
 noinline __noclone int vcam_copy(unsigned int dev_nr, u32 out_index,
 				 u32 cap_index, u32 bytes,
@@ -547,7 +616,9 @@ noinline __noclone int vcam_copy(unsigned int dev_nr, u32 out_index,
 	void *vaddr;
 	int ret;
 
-	if (cap_dbuf && !vcam_fences_signalled(cap_dbuf, DMA_RESV_USAGE_READ))
+	/* vcam_fences_ready() waited; past its deadline, fail the frame */
+	if (cap_dbuf && !dma_resv_test_signaled(cap_dbuf->resv,
+						DMA_RESV_USAGE_READ))
 		return -ETIMEDOUT;
 	if (cap_dbuf) {
 		bool producers;
@@ -644,8 +715,8 @@ noinline __noclone int vcam_dispatch(unsigned int dev_nr, u32 out_index,
 	if (!dev->finfo->compressed && bytes < dev->fmt.sizeimage)
 		error = true;
 
-	if (!vcam_fences_signalled(out->dbuf, DMA_RESV_USAGE_WRITE)) {
-		/* Still being written: hand out none of it */
+	if (!dma_resv_test_signaled(out->dbuf->resv, DMA_RESV_USAGE_WRITE)) {
+		/* Still written after the fence deadline: hand out none of it */
 		vb2_set_plane_payload(vb, 0, 0);
 		path = VCAM_PATH_ERROR;
 		error = true;
@@ -687,7 +758,7 @@ noinline __noclone int vcam_dispatch(unsigned int dev_nr, u32 out_index,
 	if (path != VCAM_PATH_ZERO_COPY) {
 		if (put)
 			dma_buf_put(put);
-		wake_up_interruptible(&dev->out_wait);
+		vcam_wake(dev);
 	}
 	return path;
 }
@@ -712,40 +783,44 @@ static struct vcam_cap_buf *vcam_copy_target(struct vcam_device *dev)
 }
 
 /*
- * Called with dev->slock held: does a capture buffer, queued or held by the
- * consumer, import @dbuf?
+ * Called with dev->slock held while streaming: does a capture buffer,
+ * queued or held by the consumer, import @dbuf? vb2 frees buffers only
+ * after stop_streaming, which waits for slock, so they stay while we look.
+ * A buffer vb2 is importing into may show its old DMA-BUF or none: the
+ * frame path then waits or copies, neither of which loses a frame.
  */
 static bool vcam_dbuf_imported(struct vcam_device *dev, struct dma_buf *dbuf)
 {
-	struct vcam_cap_buf *cap;
+	struct vb2_queue *q = &dev->queue;
+	struct vb2_buffer *vb;
+	unsigned int i;
 
 	if (!dbuf)
 		return false;
-	list_for_each_entry(cap, &dev->cap_all, node)
-		if (vcam_cap_dbuf(cap) == dbuf)
+	for (i = 0; i < vcam_vb2_buffer_indexes(q); i++) {
+		vb = vb2_get_buffer(q, i);
+		if (vb && vcam_cap_dbuf(to_cap_buf(vb)) == dbuf)
 			return true;
+	}
 	return false;
 }
 
 /*
- * Take the next pair off the queues: the oldest output frame, and the
- * capture buffer that imports its DMA-BUF if one is queued, whatever its
- * position, else the copy target. When the only candidates are the
- * producer's own buffers but the consumer holds the one importing this
- * frame, wait for it to come back rather than fail the frame.
+ * Called with dev->slock held: the next pair, left on the queues. The
+ * oldest output frame, and the capture buffer that imports its DMA-BUF if
+ * one is queued, whatever its position, else the copy target. When the only
+ * candidates are the producer's own buffers but the consumer holds the one
+ * importing this frame, wait for it to come back rather than fail the frame.
  */
-static bool vcam_pair_next(struct vcam_device *dev, struct vcam_out_buf **outp,
+static bool vcam_pair_peek(struct vcam_device *dev, struct vcam_out_buf **outp,
 			   struct vcam_cap_buf **capp)
 {
 	struct vcam_cap_buf *cap, *found = NULL;
 	struct vcam_out_buf *out;
 
-	spin_lock(&dev->slock);
 	if (!dev->streaming || dev->disconnected ||
-	    list_empty(&dev->out_pending) || list_empty(&dev->cap_queued)) {
-		spin_unlock(&dev->slock);
+	    list_empty(&dev->out_pending) || list_empty(&dev->cap_queued))
 		return false;
-	}
 
 	out = list_first_entry(&dev->out_pending, struct vcam_out_buf, list);
 	list_for_each_entry(cap, &dev->cap_queued, list) {
@@ -757,28 +832,152 @@ static bool vcam_pair_next(struct vcam_device *dev, struct vcam_out_buf **outp,
 	if (!found) {
 		found = vcam_copy_target(dev);
 		if (vcam_dbuf_is_producers(dev, vcam_cap_dbuf(found)) &&
-		    vcam_dbuf_imported(dev, out->dbuf)) {
-			spin_unlock(&dev->slock);
+		    vcam_dbuf_imported(dev, out->dbuf))
 			return false;
-		}
 	}
-
-	list_del(&out->list);
-	out->state = VCAM_SLOT_ACTIVE;
-	list_del(&found->list);
-	spin_unlock(&dev->slock);
 
 	*outp = out;
 	*capp = found;
 	return true;
 }
 
+/* A fence of @dbuf's of @usage that has not signalled, referenced; or NULL */
+static struct dma_fence *vcam_unsignalled_fence(struct dma_buf *dbuf,
+						enum dma_resv_usage usage)
+{
+	struct dma_resv_iter cursor;
+	struct dma_fence *fence, *found = NULL;
+
+	dma_resv_iter_begin(&cursor, dbuf->resv, usage);
+	dma_resv_for_each_fence_unlocked(&cursor, fence) {
+		if (!dma_fence_is_signaled(fence)) {
+			found = dma_fence_get(fence);
+			break;
+		}
+	}
+	dma_resv_iter_end(&cursor);
+	return found;
+}
+
+static void vcam_fence_signalled(struct dma_fence *fence,
+				 struct dma_fence_cb *cb)
+{
+	vcam_kick(container_of(cb, struct vcam_device, fence_cb));
+}
+
+/**
+ * vcam_fence_disarm() - drop the frame path's fence callback, if any
+ * @dev: the camera
+ *
+ * The frame path calls this each time it runs, and arms a new callback if
+ * it still waits; STREAMOFF and the camera's end call it once the frame path
+ * can no longer arm one. Once it returns, the callback is not running.
+ */
+void vcam_fence_disarm(struct vcam_device *dev)
+{
+	struct dma_fence *fence;
+
+	spin_lock(&dev->slock);
+	fence = dev->fence;
+	dev->fence = NULL;
+	spin_unlock(&dev->slock);
+
+	if (fence) {
+		dma_fence_remove_callback(fence, &dev->fence_cb);
+		dma_fence_put(fence);
+	}
+}
+
+/*
+ * Whether the pair's memory is ready: the frame written (its DMA-BUF's write
+ * fences signalled) and, for a copy, the target read by every device that
+ * reads it (all its fences). If not, arm a callback on one unsignalled fence
+ * and a delayed run at the deadline, and return false: the frame path runs
+ * again when either comes. Past the deadline, return true: vcam_dispatch()
+ * then fails the frame.
+ */
+static bool vcam_fences_ready(struct vcam_device *dev,
+			      struct vcam_out_buf *out, struct vcam_cap_buf *cap)
+{
+	struct dma_buf *cap_dbuf = vcam_cap_dbuf(cap);
+	struct dma_fence *fence;
+	bool signalled = false;
+	u64 now, left;
+
+	fence = vcam_unsignalled_fence(out->dbuf, DMA_RESV_USAGE_WRITE);
+	if (!fence && cap_dbuf && cap_dbuf != out->dbuf)
+		fence = vcam_unsignalled_fence(cap_dbuf, DMA_RESV_USAGE_READ);
+	if (!fence)
+		return true;
+
+	now = ktime_get_ns();
+	spin_lock(&dev->slock);
+	if (!dev->fence_deadline)
+		dev->fence_deadline = now + VCAM_FENCE_TIMEOUT_NS;
+	left = dev->fence_deadline > now ? dev->fence_deadline - now : 0;
+	if (left && !dev->fence && dev->streaming && !dev->disconnected) {
+		if (dma_fence_add_callback(fence, &dev->fence_cb,
+					   vcam_fence_signalled))
+			signalled = true;	/* -ENOENT: meanwhile */
+		else
+			swap(dev->fence, fence);
+	}
+	spin_unlock(&dev->slock);
+	if (fence)
+		dma_fence_put(fence);
+
+	if (!left)
+		return true;
+	if (signalled)
+		vcam_kick(dev);
+	else
+		queue_delayed_work(system_unbound_wq, &dev->work,
+				   nsecs_to_jiffies(left) + 1);
+	return false;
+}
+
+/*
+ * Take the next pair off the queues, once its memory is ready. Only the
+ * frame path takes entries off out_pending and cap_queued while streaming
+ * (STREAMOFF and the camera's end first stop it and wait for it), so what
+ * vcam_pair_peek() chose is still there after the unlocked fence check.
+ */
+static bool vcam_pair_next(struct vcam_device *dev, struct vcam_out_buf **outp,
+			   struct vcam_cap_buf **capp)
+{
+	struct vcam_out_buf *out;
+	struct vcam_cap_buf *cap;
+	bool ok;
+
+	spin_lock(&dev->slock);
+	ok = vcam_pair_peek(dev, &out, &cap);
+	spin_unlock(&dev->slock);
+	if (!ok || !vcam_fences_ready(dev, out, cap))
+		return false;
+
+	spin_lock(&dev->slock);
+	ok = dev->streaming && !dev->disconnected;
+	if (ok) {
+		list_del(&out->list);
+		out->state = VCAM_SLOT_ACTIVE;
+		list_del(&cap->list);
+		dev->fence_deadline = 0;
+	}
+	spin_unlock(&dev->slock);
+
+	*outp = out;
+	*capp = cap;
+	return ok;
+}
+
 static void vcam_frame_work(struct work_struct *work)
 {
-	struct vcam_device *dev = container_of(work, struct vcam_device, work);
+	struct vcam_device *dev = container_of(to_delayed_work(work),
+					       struct vcam_device, work);
 	struct vcam_out_buf *out;
 	struct vcam_cap_buf *cap;
 
+	vcam_fence_disarm(dev);
 	while (vcam_pair_next(dev, &out, &cap))
 		vcam_dispatch(dev->nr, out->index, cap->vb.vb2_buf.index,
 			      out->length, out, cap);
@@ -787,18 +986,25 @@ static void vcam_frame_work(struct work_struct *work)
 /* ---------------------------------------------------------------------- */
 /* vb2 queue operations                                                    */
 
-/* Bytes of the MMAP buffers the queue has now (vb2 rounds them to pages) */
+/*
+ * Bytes of the MMAP buffers the queue has now (vb2 rounds them to pages).
+ * Called by vb2 with the queue's lock held, which every change to its
+ * buffers takes too.
+ */
 static u64 vcam_cap_mmap_bytes(struct vcam_device *dev)
 {
-	struct vcam_cap_buf *cap;
+	struct vb2_queue *q = &dev->queue;
+	struct vb2_buffer *vb;
+	unsigned int i;
 	u64 bytes = 0;
 
-	if (dev->queue.memory != VB2_MEMORY_MMAP)
+	if (q->memory != VB2_MEMORY_MMAP)
 		return 0;
-	spin_lock(&dev->slock);
-	list_for_each_entry(cap, &dev->cap_all, node)
-		bytes += PAGE_ALIGN((u64)cap->vb.vb2_buf.planes[0].length);
-	spin_unlock(&dev->slock);
+	for (i = 0; i < vcam_vb2_buffer_indexes(q); i++) {
+		vb = vb2_get_buffer(q, i);
+		if (vb && vb->planes[0].mem_priv)
+			bytes += PAGE_ALIGN((u64)vb->planes[0].length);
+	}
 	return bytes;
 }
 
@@ -847,37 +1053,6 @@ static int vcam_buf_prepare(struct vb2_buffer *vb)
 	return 0;
 }
 
-/*
- * vb2 calls buf_init once a buffer has memory (for DMABUF, each time it
- * imports another DMA-BUF) and buf_cleanup before it lets the memory go:
- * cap_all is then exactly the set of buffers and the DMA-BUFs they import.
- */
-static int vcam_buf_init(struct vb2_buffer *vb)
-{
-	struct vcam_device *dev = vb2_get_drv_priv(vb->vb2_queue);
-
-	spin_lock(&dev->slock);
-	list_add_tail(&to_cap_buf(vb)->node, &dev->cap_all);
-	spin_unlock(&dev->slock);
-	return 0;
-}
-
-static void vcam_buf_cleanup(struct vb2_buffer *vb)
-{
-	struct vcam_device *dev = vb2_get_drv_priv(vb->vb2_queue);
-	struct vcam_cap_buf *cap = to_cap_buf(vb);
-
-	/*
-	 * vb2 before upstream 95af7c00f35b (6.12; stable kernels may or may
-	 * not carry it) calls buf_cleanup on a DMABUF buffer's first QBUF,
-	 * before buf_init: the node is then still zeroed as vb2 allocated it.
-	 */
-	spin_lock(&dev->slock);
-	if (cap->node.next)
-		list_del_init(&cap->node);
-	spin_unlock(&dev->slock);
-}
-
 static void vcam_buf_queue(struct vb2_buffer *vb)
 {
 	struct vcam_device *dev = vb2_get_drv_priv(vb->vb2_queue);
@@ -914,17 +1089,18 @@ void vcam_cap_hand_over(struct vcam_device *dev)
 	spin_lock(&dev->slock);
 	list_splice_tail_init(&dev->cap_incoming, &dev->cap_queued);
 	spin_unlock(&dev->slock);
-	queue_work(system_unbound_wq, &dev->work);
+	vcam_kick(dev);
 }
 
 /*
- * Give back everything the driver holds from the capture side: the queued
- * capture buffers (in @state) and the slots in flight.
+ * The consumer stopped: give back everything the driver holds from the
+ * capture side (the queued capture buffers, in error, and the slots in
+ * flight) and drop the frames still pending, which were meant for it.
  */
-static void vcam_return_all(struct vcam_device *dev,
-			    enum vb2_buffer_state state)
+static void vcam_end_session(struct vcam_device *dev)
 {
 	struct dma_buf *dbufs[VCAM_MAX_FRAMES];
+	struct vcam_out_buf *out, *next;
 	struct vcam_cap_buf *cap, *tmp;
 	unsigned int i, n = 0;
 	LIST_HEAD(caps);
@@ -933,8 +1109,7 @@ static void vcam_return_all(struct vcam_device *dev,
 	list_splice_init(&dev->cap_queued, &caps);
 	list_splice_tail_init(&dev->cap_incoming, &caps);
 	for (i = 0; i < dev->nr_slots; i++) {
-		struct vcam_out_buf *out = &dev->slots[i];
-
+		out = &dev->slots[i];
 		if (out->state != VCAM_SLOT_INFLIGHT)
 			continue;
 		out->cap->held = NULL;
@@ -944,15 +1119,29 @@ static void vcam_return_all(struct vcam_device *dev,
 		out->state = VCAM_SLOT_DONE;
 		list_add_tail(&out->list, &dev->out_done);
 	}
+	list_for_each_entry_safe(out, next, &dev->out_pending, list) {
+		dbufs[n++] = out->dbuf;
+		out->dbuf = NULL;
+		vcam_out_dropped(dev->nr, dev, out->index);
+	}
+	dev->fence_deadline = 0;
 	spin_unlock(&dev->slock);
 
 	list_for_each_entry_safe(cap, tmp, &caps, list) {
 		list_del(&cap->list);
-		vb2_buffer_done(&cap->vb.vb2_buf, state);
+		vb2_buffer_done(&cap->vb.vb2_buf, VB2_BUF_STATE_ERROR);
 	}
 	while (n)
 		dma_buf_put(dbufs[--n]);
-	wake_up_interruptible(&dev->out_wait);
+}
+
+/* Called with dev->slock held */
+static void vcam_set_streaming(struct vcam_device *dev, bool streaming)
+{
+	WRITE_ONCE(dev->streaming, streaming);
+	WRITE_ONCE(dev->status_changes, dev->status_changes + 1);
+	if (dev->wait)
+		wake_up_interruptible(dev->wait);
 }
 
 static int vcam_start_streaming(struct vb2_queue *vq, unsigned int count)
@@ -961,10 +1150,9 @@ static int vcam_start_streaming(struct vb2_queue *vq, unsigned int count)
 
 	spin_lock(&dev->slock);
 	dev->sequence = 0;
-	WRITE_ONCE(dev->streaming, true);
+	vcam_set_streaming(dev, true);
 	spin_unlock(&dev->slock);
 
-	wake_up_interruptible(&dev->status_wait);
 	vcam_cap_hand_over(dev);
 	return 0;
 }
@@ -974,20 +1162,23 @@ static void vcam_stop_streaming(struct vb2_queue *vq)
 	struct vcam_device *dev = vb2_get_drv_priv(vq);
 
 	spin_lock(&dev->slock);
-	WRITE_ONCE(dev->streaming, false);
+	vcam_set_streaming(dev, false);
 	spin_unlock(&dev->slock);
 
-	/* Let a delivery under way complete its capture buffer */
-	flush_work(&dev->work);
-	vcam_return_all(dev, VB2_BUF_STATE_ERROR);
-	wake_up_interruptible(&dev->status_wait);
+	/*
+	 * Let a delivery under way complete its capture buffer (a pending
+	 * fence deadline runs at once, and sees streaming stopped); then no
+	 * run can arm a fence callback any more.
+	 */
+	flush_delayed_work(&dev->work);
+	vcam_fence_disarm(dev);
+	vcam_end_session(dev);
+	vcam_wake(dev);
 }
 
 static const struct vb2_ops vcam_vb2_ops = {
 	.queue_setup		= vcam_queue_setup,
-	.buf_init		= vcam_buf_init,
 	.buf_prepare		= vcam_buf_prepare,
-	.buf_cleanup		= vcam_buf_cleanup,
 	.buf_queue		= vcam_buf_queue,
 	.start_streaming	= vcam_start_streaming,
 	.stop_streaming		= vcam_stop_streaming,
@@ -1015,10 +1206,7 @@ int vcam_queue_init(struct vcam_device *dev)
 	INIT_LIST_HEAD(&dev->out_done);
 	INIT_LIST_HEAD(&dev->cap_queued);
 	INIT_LIST_HEAD(&dev->cap_incoming);
-	INIT_LIST_HEAD(&dev->cap_all);
-	init_waitqueue_head(&dev->out_wait);
-	init_waitqueue_head(&dev->status_wait);
-	INIT_WORK(&dev->work, vcam_frame_work);
+	INIT_DELAYED_WORK(&dev->work, vcam_frame_work);
 
 	q->type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
 	q->io_modes = VB2_MMAP | VB2_USERPTR | VB2_DMABUF;

@@ -91,6 +91,7 @@ FRAMES_QUEUED = "vcam_frames_queued"
 FRAMES_DEQUEUED = "vcam_frames_dequeued"
 FRAMES_DELIVERED = "vcam_frames_delivered"
 FRAMES_ERRORED = "vcam_frames_errored"
+FRAMES_DROPPED = "vcam_frames_dropped"
 COPIED_BYTES = "vcam_copied_bytes"
 OUTPUT_QUEUE_DEPTH = "vcam_output_queue_depth"
 CAPTURE_QUEUE_DEPTH = "vcam_capture_queue_depth"
@@ -127,6 +128,8 @@ CAMERA_METRICS = (
     _camera(FRAMES_DELIVERED, "counter", DRIVER, "frames_copied", "", labels=(DEVICE, PATH), fixed=((PATH, "copy"),)),
     _camera(FRAMES_ERRORED, "counter", DRIVER, "frames_errored",
             "Frames whose capture buffer the frame path completed with an error."),
+    _camera(FRAMES_DROPPED, "counter", DRIVER, "frames_dropped",
+            "Frames no consumer received: still waiting when the consumer stopped streaming."),
     _camera(COPIED_BYTES, "counter", DRIVER, "bytes_copied", "Bytes copied by the CPU on the copy path."),
     _camera(OUTPUT_QUEUE_DEPTH, "gauge", DRIVER, "output_depth",
             "Frames queued by the producer and not yet in a capture buffer."),
@@ -221,6 +224,7 @@ class CameraSample:
     frames_zero_copy: int = 0
     frames_copied: int = 0
     frames_errored: int = 0
+    frames_dropped: int = 0
     bytes_copied: int = 0
     output_depth: int = 0
     capture_depth: int = 0

@@ -65,6 +65,7 @@ PROBES = (
     Probe("kprobe", "vcam_device_free", "entry_device_free", "vcam"),
     Probe("kprobe", "vcam_out_queued", "entry_out_queued", "vcam"),
     Probe("kprobe", "vcam_frame_delivered", "entry_frame_delivered", "vcam"),
+    Probe("kprobe", "vcam_out_dropped", "entry_out_dropped", "vcam"),
     Probe("kprobe", "vcam_copy", "entry_copy", "vcam"),
     Probe("kretprobe", "vcam_copy", "ret_copy", "vcam"),
     Probe("raw_tracepoint", "vb2_buf_queue", "on_vb2_buf_queue", "videobuf2_common"),
@@ -386,7 +387,8 @@ class Probes:
                 device_nr=nr, card=files.card, slots=sum(files.slots.values()),
                 frames_queued=n["frames_queued"], frames_dequeued=n["frames_dequeued"],
                 frames_zero_copy=n["frames_zero_copy"], frames_copied=n["frames_copied"],
-                frames_errored=n["frames_errored"], bytes_copied=n["bytes_copied"],
+                frames_errored=n["frames_errored"], frames_dropped=n["frames_dropped"],
+                bytes_copied=n["bytes_copied"],
                 output_depth=files.output_depth, capture_depth=n["capture_queued"])
             c = entries.get(nr)
             if c is not None:

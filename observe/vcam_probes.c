@@ -374,6 +374,19 @@ int entry_out_queued(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
 	return 0;
 }
 
+/* A pending frame dropped undelivered: the consumer stopped streaming */
+int entry_out_dropped(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
+		      u32 out_index)
+{
+	struct cam *cam = get_cam((u64)dev, dev_nr);
+
+	if (!cam)
+		return 0;
+	lock_xadd(&cam->out_depth, -1);
+	observe_depth(cam, H_OUT_DEPTH, cam->out_depth);
+	return 0;
+}
+
 /* counted (the path) and bytes_copied are the driver's counters' business */
 int entry_frame_delivered(struct pt_regs *ctx, unsigned int dev_nr, void *dev,
 			  u32 cap_index, u32 counted, u32 bytes_copied,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 SYSFS_V4L = Path("/sys/class/video4linux")
 COUNTERS = ("frames_queued", "frames_dequeued", "frames_zero_copy", "frames_copied",
-            "frames_errored", "bytes_copied", "fps", "requested_fps", "capture_queued")
+            "frames_errored", "frames_dropped", "bytes_copied", "fps", "requested_fps", "capture_queued")
 SLOT_STATES = ("idle", "queued", "active", "inflight", "done")  # vcam/slots: "idle 2 queued 1 ..."
 
 

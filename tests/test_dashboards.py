@@ -155,8 +155,8 @@ def test_every_name_in_the_dashboards_and_rules_is_exported():
 
 
 @pytest.mark.parametrize("fname, title, expr, error", [
-    ("vcam-camera.json", "Bytes copied", 'sum(rate(vcam_frames_dropped_total{job="vcam"}[$__rate_interval]))',
-     "vcam-camera.json: panel 'Bytes copied' uses vcam_frames_dropped_total, which the exporter does not export"),
+    ("vcam-camera.json", "Bytes copied", 'sum(rate(vcam_frames_lost_total{job="vcam"}[$__rate_interval]))',
+     "vcam-camera.json: panel 'Bytes copied' uses vcam_frames_lost_total, which the exporter does not export"),
     ("vcam-overview.json", "Exporter up", 'sum(up{job="vcam"}',
      "vcam-overview.json: panel 'Exporter up' is not PromQL (unclosed left parenthesis): sum(up{job=\"vcam\"}"),
 ])

@@ -2,6 +2,7 @@
 
 import errno
 import os
+import time
 
 import pytest
 
@@ -135,3 +136,25 @@ def test_dequeue_into_bad_pointer(cam):
         cap.streamoff()
     # the slot was handed back even though it could not be reported
     still_works(cam, slot=0)
+
+
+def test_timestamp_from_another_clock(cam):
+    """CLOCK_REALTIME, or anything over a second ahead of CLOCK_MONOTONIC."""
+    for stamp in (time.time_ns(), time.monotonic_ns() + 10_000_000_000):
+        expect_errno(errno.EINVAL, cam.ctl.queue, 0, cam.bufs[0].fd, timestamp=stamp)
+    still_works(cam)
+
+
+def test_timestamp_earlier_than_the_last_frame(cam):
+    """Capture timestamps never go back: a frame stamped before the last one
+    is refused, one stamped the same is taken."""
+    stamp = time.monotonic_ns() // 1000 * 1000 - 1_000_000_000   # capture timestamps are in µs
+    cam.queue(0, timestamp=stamp)
+    expect_errno(errno.EINVAL, cam.ctl.queue, 1, cam.bufs[1].fd, timestamp=stamp - 1)
+    cam.queue(1, timestamp=stamp)
+    with Capture(cam.video) as cap:
+        start_capture(cap, 2)
+        assert [cap.dqbuf().timestamp_ns() for _ in range(2)] == [stamp, stamp]
+        cap.streamoff()
+    assert sorted(cam.dequeue().index for _ in range(2)) == [0, 1]
+    still_works(cam)

@@ -253,6 +253,97 @@ def test_poll_before_create_is_pollerr(ctl):
     assert p.poll(0) == [(ctl.fd, select.POLLERR)]
 
 
+def test_epoll_set_up_before_create_wakes_after_it(ctl):
+    """The wait queue exists from open on: CREATE wakes a waiter that
+    registered before it, and so does a slot coming back later."""
+    ep = select.epoll()
+    try:
+        ep.register(ctl.fd, select.EPOLLIN | select.EPOLLOUT | select.EPOLLET)
+        assert ep.poll(0) == [(ctl.fd, select.EPOLLERR)]
+        assert ep.poll(0) == []          # edge-triggered: reported once
+        woken = {}
+
+        def waiter():
+            woken["events"] = ep.poll(30)
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        wait_until(lambda: sleeping_in(t.native_id, "epoll_wait"), 30, "epoll_wait to block")
+        create(ctl, nr_frames=2)
+        t.join(30)
+        assert woken["events"] == [(ctl.fd, select.EPOLLOUT)]    # the slots are free
+        # A frame consumed: the slot is done, EPOLLIN with no new registration.
+        ctl.queue_driver_buffer(0)
+        with Capture(ctl.video_path) as cap:
+            cap.reqbufs(1)
+            cap.qbuf(0)
+            cap.streamon()
+            # Each wake-up is an edge (STREAMON's comes first); one brings EPOLLIN
+            wait_until(lambda: any(ev & select.EPOLLIN for _, ev in ep.poll(1)), 30, "EPOLLIN")
+            cap.streamoff()
+    finally:
+        ep.close()
+
+
+def test_pollout_wakes_when_another_thread_dequeues():
+    with Camera(nr_frames=2) as cam, Capture(cam.video) as cap:
+        cap.reqbufs(2)
+        cap.qbuf(0)
+        cap.qbuf(1)
+        cap.streamon()
+        cam.fill_and_queue(0, 1)
+        cam.fill_and_queue(1, 2)
+        cap.dqbuf()
+        cap.dqbuf()
+        wait_until(lambda: select.select([cam.ctl.fd], [], [], 0)[0], 30, "both slots done")
+        p = select.poll()
+        p.register(cam.ctl.fd, select.POLLOUT)
+        assert p.poll(0) == []           # every slot is done, none free yet
+        woken = {}
+
+        def waiter():
+            woken["events"] = p.poll(30000)
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        wait_until(lambda: sleeping_in(t.native_id, "poll"), 30, "poll to block")
+        cam.ctl.dequeue()
+        t.join(30)
+        assert woken["events"] == [(cam.ctl.fd, select.POLLOUT)]
+        cap.streamoff()
+
+
+def test_pollpri_when_a_consumer_starts_and_stops():
+    """EPOLLPRI: the status changed since this file last read it."""
+    with Camera(nr_frames=2) as cam, Capture(cam.video) as cap:
+        p = select.poll()
+        p.register(cam.ctl.fd, select.POLLPRI)
+        assert p.poll(0) == []
+        cap.reqbufs(2)
+        woken = {}
+
+        def waiter():
+            woken["events"] = p.poll(30000)
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        wait_until(lambda: sleeping_in(t.native_id, "poll"), 30, "poll to block")
+        cap.streamon()
+        t.join(30)
+        assert woken["events"] == [(cam.ctl.fd, select.POLLPRI)]
+        assert p.poll(0) == [(cam.ctl.fd, select.POLLPRI)]   # until the status is read
+        assert cam.ctl.status() == uapi.VCAM_STATUS_STREAMING
+        assert p.poll(0) == []
+        # A start and stop between two reads is still a change
+        cap.streamoff()
+        cap.streamon()
+        assert p.poll(0) == [(cam.ctl.fd, select.POLLPRI)]
+        assert cam.ctl.wait(uapi.VCAM_STATUS_STREAMING) == uapi.VCAM_STATUS_STREAMING
+        assert p.poll(0) == []
+        cap.streamoff()
+        assert p.poll(0) == [(cam.ctl.fd, select.POLLPRI)]
+
+
 def test_poll_reports_dequeueable_slot():
     with Camera(nr_frames=2) as cam:
         p = select.poll()
@@ -287,7 +378,9 @@ def test_status_follows_capture_streaming():
             assert cam.ctl.status() == uapi.VCAM_STATUS_IDLE
 
 
-@pytest.mark.parametrize("mask", [0, 1 << 2, 1 << 63, uapi.VCAM_STATUS_MASK | 8])
+# Idle and streaming together can never hold: refused rather than a wait forever
+@pytest.mark.parametrize("mask", [0, 1 << 2, 1 << 63, uapi.VCAM_STATUS_MASK | 8,
+                                  uapi.VCAM_STATUS_IDLE | uapi.VCAM_STATUS_STREAMING])
 def test_wait_bad_mask(ctl, mask):
     create(ctl)
     expect_errno(errno.EINVAL, ctl.wait, mask)

@@ -7,14 +7,16 @@ request (or on its own after 10 s), which is exactly a GPU that is late."""
 
 import ctypes
 import os
+import select
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from producer import v4l2
 from producer.ioctl import IOW, IOWR, ioctl
-from vcam_helpers import Camera, Capture, stats
+from vcam_helpers import Camera, Capture, start_capture, stats
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
@@ -118,3 +120,66 @@ def test_frame_still_being_written_is_not_handed_out(zero_copy):
             cap.streamoff()
         finally:
             gpu.close()
+
+
+def test_streamoff_does_not_wait_for_fences():
+    """Fence waits are callbacks: with four frames still being written,
+    STREAMOFF returns at once (a blocking wait of 1 s a frame would hold it
+    for seconds), and the frames come back to the producer undelivered."""
+    with Camera(nr_frames=4, width=64, height=48) as cam, Capture(cam.video) as cap:
+        gpus = [VgemBuffer(64, 48) for _ in range(4)]
+        try:
+            start_capture(cap, 4)
+            fences = [gpu.attach_write_fence() for gpu in gpus]
+            for slot, gpu in enumerate(gpus):
+                cam.ctl.queue(slot, gpu.fd)
+            time.sleep(0.2)          # the frame path is waiting now
+            started = time.monotonic()
+            cap.streamoff()
+            took = time.monotonic() - started
+            assert took < 1.0, f"STREAMOFF took {took:.2f} s"
+            assert sorted((d.index, d.length) for d in (cam.dequeue() for _ in range(4))) == \
+                [(0, 0), (1, 0), (2, 0), (3, 0)]
+            s = stats(cam.nr)
+            assert (s["frames_dropped"], s["frames_errored"]) == (4, 0)
+            for gpu, fence in zip(gpus, fences):
+                gpu.signal(fence)
+        finally:
+            for gpu in gpus:
+                gpu.close()
+
+
+def test_frame_goes_out_when_its_fence_signals():
+    with Camera(nr_frames=2, width=64, height=48) as cam, Capture(cam.video) as cap:
+        gpu = VgemBuffer(64, 48)
+        try:
+            start_capture(cap, 1)
+            fence = gpu.attach_write_fence()
+            cam.ctl.queue(0, gpu.fd)
+            time.sleep(0.3)
+            assert select.select([cap.fd], [], [], 0)[0] == []   # still being written
+            gpu.signal(fence)
+            b = cap.dqbuf(timeout=8.0)
+            assert not b.flags & v4l2.V4L2_BUF_FLAG_ERROR
+            assert stats(cam.nr)["frames_copied"] == 1
+            cap.streamoff()
+        finally:
+            gpu.close()
+
+
+def test_close_does_not_wait_for_a_fence():
+    gpu = VgemBuffer(64, 48)
+    try:
+        cam = Camera(nr_frames=2, width=64, height=48)
+        with Capture(cam.video) as cap:
+            start_capture(cap, 1)
+            fence = gpu.attach_write_fence()
+            cam.ctl.queue(0, gpu.fd)
+            time.sleep(0.2)
+            started = time.monotonic()
+            cam.close()
+            took = time.monotonic() - started
+            assert took < 1.0, f"closing the camera took {took:.2f} s"
+        gpu.signal(fence)
+    finally:
+        gpu.close()

@@ -315,3 +315,27 @@ def test_frame_waits_for_the_held_buffer_that_shares_its_memory():
         s = stats(cam.nr)
         assert (s["frames_zero_copy"], s["frames_copied"], s["frames_errored"]) == (4, 0, 1)
         cap.streamoff()
+
+
+def test_frames_pending_at_streamoff_are_dropped_and_returned():
+    """A consumer's STREAMOFF ends what was meant for it: frames it never got
+    come back to the producer with a length of 0 and are counted as dropped;
+    the next consumer starts with the frames queued after."""
+    with Camera(nr_frames=4) as cam:
+        with Capture(cam.video) as cap:
+            start_capture(cap, 1)
+            for slot in range(4):
+                cam.fill_and_queue(slot, slot + 1)
+            assert cap.data(cap.dqbuf()) == b"\x01" * cam.size
+            cap.streamoff()
+        back = {d.index: d.length for d in (cam.dequeue() for _ in range(4))}
+        assert back == {0: cam.size, 1: 0, 2: 0, 3: 0}
+        s = stats(cam.nr)
+        assert (s["frames_queued"], s["frames_copied"], s["frames_dropped"]) == (4, 1, 3)
+        with Capture(cam.video) as cap:
+            start_capture(cap, 1)
+            cam.fill_and_queue(2, 9)
+            b = cap.dqbuf()
+            assert b.sequence == 0 and cap.data(b) == b"\x09" * cam.size
+            cap.streamoff()
+        assert cam.dequeue().index == 2

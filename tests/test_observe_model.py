@@ -75,7 +75,7 @@ class FakeSource:
 def sample_snapshot():
     cam = metrics.CameraSample(
         device_nr=3, card="lab cam", slots=4, frames_queued=10, frames_dequeued=9, frames_zero_copy=6,
-        frames_copied=3, frames_errored=1, bytes_copied=3 * 614400, output_depth=1, capture_depth=2,
+        frames_copied=3, frames_errored=1, frames_dropped=2, bytes_copied=3 * 614400, output_depth=1, capture_depth=2,
         streaming=True, producer="vcam-producer", consumer="gst-launch-1.0",
         histograms={0: metrics.Histogram({12: 5, 14: 5}, 10 * 10000), 4: metrics.Histogram({0: 1, 2: 3}, 6)})
     return metrics.Snapshot(cameras=[cam], probes={"kprobe:vcam_copy": True, "kprobe:vcam_frame_delivered": False,
@@ -93,6 +93,7 @@ def test_exposition_of_a_snapshot():
     assert value(series, "vcam_frames_delivered_total", path="zero_copy", **d) == 6
     assert value(series, "vcam_frames_delivered_total", path="copy", **d) == 3
     assert value(series, "vcam_frames_errored_total", **d) == 1
+    assert value(series, "vcam_frames_dropped_total", **d) == 2
     assert value(series, "vcam_copied_bytes_total", **d) == 3 * 614400
     assert value(series, "vcam_output_queue_depth", **d) == 1
     assert value(series, "vcam_capture_queue_depth", **d) == 2
@@ -303,7 +304,7 @@ def test_the_table_reads_back_what_it_wrote():
     read = metrics.read_cameras(text_string_to_metric_families(text))
     assert [c.device for c in read] == ["video3", "video12"]
     fields = [m.field for m in metrics.CAMERA_METRICS if m.field]
-    assert len(fields) == 13
+    assert len(fields) == 14
     for wrote, got in zip(snap.cameras, read):
         for name in fields:
             assert getattr(got, name) == getattr(wrote, name), name

@@ -52,8 +52,10 @@ def kernel_version(release: str | None = None) -> tuple[int, ...]:
 
 # --- a thread blocked in a system call ------------------------------------------
 
-# System call numbers of the lab's architectures, for /proc's syscall file.
-SYSCALLS = {"x86_64": {"read": 0, "ioctl": 16}, "aarch64": {"read": 63, "ioctl": 29}}[platform.machine()]
+# System call numbers of the lab's architectures, for /proc's syscall file
+# (aarch64 has no poll or epoll_wait: glibc calls ppoll and epoll_pwait).
+SYSCALLS = {"x86_64": {"read": 0, "ioctl": 16, "poll": 7, "epoll_wait": 232},
+            "aarch64": {"read": 63, "ioctl": 29, "poll": 73, "epoll_wait": 22}}[platform.machine()]
 
 
 def sleeping_in(tid: int, call: str, *args: int) -> bool:
@@ -158,10 +160,11 @@ class ProducerThread:
         ts = 0
         if self.fps:
             due = self._start + int(self.queued * 1e9 / self.fps)
-            delay = (due - time.monotonic_ns()) / 1e9
-            if delay > 0:
+            # Until it is due: the driver refuses a timestamp in the future,
+            # and a timed wait may end a little early.
+            while (delay := (due - time.monotonic_ns()) / 1e9) > 0 and not self._stop.is_set():
                 self._stop.wait(delay)
-            ts = due
+            ts = min(due, time.monotonic_ns())
         self.cam.fill_and_queue(index, self.pattern(self.queued), length=self.length, timestamp=ts)
         self.queued += 1
 

@@ -5,7 +5,8 @@ from observe import metrics as m
 
 from .config import BY, CONFIG, DASH_SEL, INST_SEL, RATE_INTERVAL as W
 from .panels import DS, Layout, dashboard, heatmap, link_to, stat, target, timeseries
-from .queries import (info, q_copied_bytes_per_second, q_dequeued_per_second, q_error_ratio, q_errors_per_second,
+from .queries import (info, q_copied_bytes_per_second, q_dequeued_per_second, q_dropped_per_second, q_error_ratio,
+                      q_errors_per_second,
                       q_frames_by_path, q_frames_per_second, q_quantile, q_queued_per_second, q_zero_copy_ratio)
 
 
@@ -85,9 +86,10 @@ def camera():
     p.append(lay.row("Frames"))
     p.append(timeseries(lay, "Frames by path", [target(q_frames_by_path(DASH_SEL, W), "{{path}}", "A"),
                                                 target(q_queued_per_second(DASH_SEL, W), "queued", "B"),
-                                                target(q_dequeued_per_second(DASH_SEL, W), "slots handed back", "C")],
-                        "fps", "Delivered per second by path (zero_copy, copy); queued by the producer and slots "
-                        "handed back to it.", w=8))
+                                                target(q_dequeued_per_second(DASH_SEL, W), "slots handed back", "C"),
+                                                target(q_dropped_per_second(DASH_SEL, W), "dropped", "D")],
+                        "fps", "Delivered per second by path (zero_copy, copy); queued by the producer, slots "
+                        "handed back to it, and frames dropped undelivered when a consumer stopped.", w=8))
     p.append(timeseries(lay, "Errors", [target(q_errors_per_second(DASH_SEL, W), "errors/s")], "short",
                         "Capture buffers completed with an error per second.", w=8))
     p.append(timeseries(lay, "Error ratio", [target(q_error_ratio(DASH_SEL, W), "errored / all")], "percentunit",

@@ -46,6 +46,10 @@ def q_dequeued_per_second(sel, w):
     return _rate(total(m.FRAMES_DEQUEUED), sel, w)
 
 
+def q_dropped_per_second(sel, w):
+    return _rate(total(m.FRAMES_DROPPED), sel, w)
+
+
 def q_copied_bytes_per_second(sel, w):
     return _rate(total(m.COPIED_BYTES), sel, w)
 

@@ -110,7 +110,9 @@ struct vcam_ioc_create {
  *	uncompressed format is delivered with V4L2_BUF_FLAG_ERROR.
  * @reserved: must be 0
  * @timestamp: CLOCK_MONOTONIC time of the frame in nanoseconds; 0 means
- *	"now". It becomes the capture buffer's timestamp.
+ *	"now". It becomes the capture buffer's timestamp, so it may be neither
+ *	earlier than the last frame queued on the camera nor more than a
+ *	second ahead of now (another clock).
  */
 struct vcam_ioc_queue {
 	__u32 fd;
@@ -123,7 +125,10 @@ struct vcam_ioc_queue {
 /**
  * struct vcam_ioc_dequeue - argument of %VCAM_IOC_DEQUEUE
  * @index: the output slot that is free again
- * @length: the payload in bytes of the frame it held
+ * @length: the payload in bytes of the frame it held; 0 when no consumer
+ *	received the frame: it was still waiting when the consumer stopped
+ *	streaming (VIDIOC_STREAMOFF or close), and frames made for one
+ *	consumer are never given to the next
  * @timestamp: the timestamp of the frame it held, in nanoseconds
  */
 struct vcam_ioc_dequeue {
@@ -134,8 +139,9 @@ struct vcam_ioc_dequeue {
 
 /**
  * struct vcam_ioc_wait - argument of %VCAM_IOC_WAIT
- * @mask: the status bits to wait for, all of them; non-zero, and only bits of
- *	%VCAM_STATUS_MASK
+ * @mask: the status bits to wait for, all of them; non-zero, only bits of
+ *	%VCAM_STATUS_MASK, and never both %VCAM_STATUS_IDLE and
+ *	%VCAM_STATUS_STREAMING
  * @status: on output, the status when the wait ended
  */
 struct vcam_ioc_wait {
@@ -170,8 +176,9 @@ struct vcam_ioc_export {
  *
  * Takes a &struct vcam_ioc_queue. %EBADF for a bad fd, %EINVAL for an fd
  * that is not a DMA-BUF, a DMA-BUF too small for the frame, a slot out of
- * range, a payload larger than a frame or a non-zero @reserved, %EBUSY for a
- * slot (or a DMA-BUF) that is already queued and not yet dequeued.
+ * range, a payload larger than a frame, a non-zero @reserved or a timestamp
+ * over a second ahead or earlier than the last frame's, %EBUSY for a slot (or a
+ * DMA-BUF) that is already queued and not yet dequeued.
  */
 #define VCAM_IOC_QUEUE		_IOW('v', 0x01, struct vcam_ioc_queue)
 
@@ -180,6 +187,11 @@ struct vcam_ioc_export {
  *
  * Fills a &struct vcam_ioc_dequeue. Blocks (interruptibly) until a slot is
  * free again, or fails with %EAGAIN on a non-blocking file.
+ *
+ * poll() on the control file: %EPOLLIN when DEQUEUE would not block,
+ * %EPOLLOUT when a slot is free for QUEUE, %EPOLLPRI when the status changed
+ * (a consumer started or stopped streaming) since this file last read it
+ * with STATUS or WAIT; %EPOLLERR before CREATE.
  */
 #define VCAM_IOC_DEQUEUE	_IOR('v', 0x02, struct vcam_ioc_dequeue)
 
@@ -194,7 +206,8 @@ struct vcam_ioc_export {
  * define VCAM_IOC_WAIT - wait until every bit of a status mask is set
  *
  * Takes a &struct vcam_ioc_wait. Blocks interruptibly; %EAGAIN on a
- * non-blocking file when the condition does not hold yet.
+ * non-blocking file when the condition does not hold yet; %EINVAL for a
+ * mask that can never hold.
  */
 #define VCAM_IOC_WAIT		_IOWR('v', 0x04, struct vcam_ioc_wait)
 

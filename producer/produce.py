@@ -19,8 +19,7 @@ sees, however old. While nobody streams (WHILE_IDLE):
           backs up, and its frames are dropped.
   newest  the source runs on at the pace; the newest frame is kept in a
           slot that is not queued, and queued the moment a consumer
-          starts, so its first frame is at most a frame interval (and
-          one IDLE_CHECK_S) old. The driver cannot take back a queued
+          starts, so its first frame is at most a frame interval old. The driver cannot take back a queued
           frame, so the frame is held here rather than queued.
 
 The schedule starts again when a consumer starts (frame n due now), so a
@@ -111,8 +110,8 @@ class ConsumerWatch:
     with the report's idle_s and consumer_starts kept as it changes.
 
     STATUS, not VCAM_IOC_WAIT: WAIT blocks without a timeout and only a
-    signal ends it, and poll() on /dev/vcam does not wake when the status
-    changes, so an idle loop asks STATUS every IDLE_CHECK_S instead."""
+    signal ends it. A loop learns of a change from poll() on /dev/vcam:
+    POLLPRI until the file reads the status again (check())."""
 
     def __init__(self, cam: VirtualCamera, report: ProducerReport, on_event=None):
         self.cam, self.report = cam, report
@@ -143,7 +142,6 @@ class ConsumerWatch:
 
 class Producer:
     STATUS_INTERVAL_S = 0.5
-    IDLE_CHECK_S = 0.05  # how often a loop with nothing to do asks whether a consumer started or stopped
 
     def __init__(self, cam: VirtualCamera, source: "Source", fps: float = 30.0, frames: int | None = None,
                  header: bool = True, share: ShareServer | None = None, status: bool = False,
@@ -239,7 +237,7 @@ class Producer:
         r = self.report
         signals = StopSignals()
         poller = select.poll()
-        poller.register(self.cam.ctl.fd, select.POLLIN)
+        poller.register(self.cam.ctl.fd, select.POLLIN | select.POLLPRI)  # PRI: a consumer started or stopped
         poller.register(signals.read_fd, select.POLLIN)
         if self.share:
             poller.register(self.share.fileno(), select.POLLIN)
@@ -249,7 +247,6 @@ class Producer:
         self.watch.close(start)  # idle time counts from here
         cpu_start = time.process_time()
         next_status = start
-        idle_check_ms = int(self.IDLE_CHECK_S * 1000)
         try:
             while signals.received is None:
                 now = time.monotonic_ns()
@@ -299,8 +296,6 @@ class Producer:
                     timeout_ms = max(0, (due - now + 999_999) // 1_000_000)
                 else:
                     timeout_ms = -1  # until input comes, a slot comes back or a signal
-                # Nothing wakes poll() when a consumer starts or stops: ask again soon.
-                timeout_ms = idle_check_ms if timeout_ms < 0 else min(timeout_ms, idle_check_ms)
                 if self.status and now >= next_status:
                     self._print_status(now, start)
                     next_status = now + int(self.STATUS_INTERVAL_S * 1e9)

@@ -27,7 +27,7 @@ from . import uapi, v4l2
 from .camera import VirtualCamera
 from .errors import SourceError, open_error
 from .formats import PixelFormat
-from .produce import WHILE_IDLE, ConsumerWatch, Producer, ProducerReport, StopSignals
+from .produce import WHILE_IDLE, ConsumerWatch, ProducerReport, StopSignals
 from .share import ShareServer
 
 
@@ -198,8 +198,9 @@ class Relay:
         r = self.report
         signals = StopSignals()
         poller = select.poll()
-        for fd in (self.source.fd, self.cam.ctl.fd, signals.read_fd) + ((self.share.fileno(),) if self.share else ()):
+        for fd in (self.source.fd, signals.read_fd) + ((self.share.fileno(),) if self.share else ()):
             poller.register(fd, select.POLLIN)
+        poller.register(self.cam.ctl.fd, select.POLLIN | select.POLLPRI)  # PRI: a consumer started or stopped
         watching_source = True
         r.started_ns = time.monotonic_ns()
         self.watch.close(r.started_ns)   # idle time counts from here
@@ -214,8 +215,7 @@ class Relay:
                 self._check()
                 if not wants_more and self._in_vcam == 0:
                     break
-                # Nothing wakes poll() when a consumer starts or stops: ask again soon.
-                for fd, events in poller.poll(int(Producer.IDLE_CHECK_S * 1000)):
+                for fd, events in poller.poll():
                     if fd == self.source.fd:
                         self._take_from_source(events)
                     elif fd == self.cam.ctl.fd:

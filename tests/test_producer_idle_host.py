@@ -27,15 +27,26 @@ class StandInCamera:
     slots = 2
 
     def __init__(self, size: int, stops_after: int | None = None):
-        self.streaming = False
         self.stops_after = stops_after  # the consumer stops once it has had this many frames
         self.queued: list[tuple[int, integrity.Header]] = []  # (slot, header) in QUEUE order
         self._back: list[int] = []
-        # The control fd: readable while a slot waits to be taken back, as /dev/vcam's poll() says.
+        # The control fd: readable while a slot waits to be taken back or the status
+        # changed, as /dev/vcam's poll() says with POLLIN and POLLPRI (a pipe has no POLLPRI).
         self._ready = os.pipe2(os.O_NONBLOCK)
+        self._streaming = False
         self.ctl = self
         self.fd = self._ready[0]
         self.bufs = [StandInBuffer(size) for _ in range(self.slots)]
+
+    @property
+    def streaming(self) -> bool:
+        return self._streaming
+
+    @streaming.setter
+    def streaming(self, value: bool) -> None:
+        if value != self._streaming:
+            self._streaming = value
+            os.write(self._ready[1], b"s")
 
     def status(self) -> int:
         return VCAM_STATUS_STREAMING if self.streaming else VCAM_STATUS_IDLE

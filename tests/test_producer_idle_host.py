@@ -101,10 +101,16 @@ def run(source: Source, while_idle: str, streams_after_s: float, frames: int | N
         stops_after: int | None = None):
     cam = StandInCamera(source.size, stops_after)
     events = []
-    producer = Producer(cam, source, fps=fps, frames=frames, while_idle=while_idle,
-                        on_event=lambda name, fields: events.append((name, fields)))
+    # The consumer starts streams_after_s after the producer began to wait, not after
+    # this function began: the report counts idle time from the producer's start.
     starter = threading.Timer(streams_after_s, lambda: setattr(cam, "streaming", True))
-    starter.start()
+
+    def on_event(name, fields):
+        if not events:
+            starter.start()
+        events.append((name, fields))
+
+    producer = Producer(cam, source, fps=fps, frames=frames, while_idle=while_idle, on_event=on_event)
     try:
         report = producer.run()
     finally:

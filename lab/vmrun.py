@@ -283,6 +283,10 @@ def vng_command(kernel, run_dir, accel, ports, memory, cpus, guest_cmd, icount=F
         # The boot console goes to console.log, which explains a guest
         # that never came up.
         "--verbose",
+        # The kernel log is read once, at the end of a run: room for a
+        # whole tier's, and for the debug kernel's long reports, without
+        # wrapping (Debian's own is 128 KiB, the debug kernel's 256 KiB).
+        "--append", "log_buf_len=8M",
     ]
     qemu_opts = []
     if accel == "tcg":

@@ -5,8 +5,10 @@
  * report fail a lab/vm-run run (tests/test_debug_kernel.py). It leaves
  * the kernel tainted and lockdep off: load it only in a throwaway guest.
  *
- * faults= names the faults, comma-separated (default: all but recursive;
- * lockdep reports only its first finding in a boot):
+ * faults= names the faults, comma-separated, committed in that order
+ * (default: all but recursive, KASAN's last: lockdep reports only its first
+ * finding in a boot, and a KASAN report taints the kernel, which turns
+ * lockdep off):
  *   leak       a kmalloc() nobody frees or points to (kmemleak)
  *   kasan      a read one byte past a kmalloc()ed object (KASAN)
  *   circular   mutexes A then B, later B then A (lockdep)
@@ -22,7 +24,7 @@
 #include <linux/spinlock.h>
 #include <linux/string.h>
 
-static char *faults = "leak,kasan,circular,atomic,list";
+static char *faults = "circular,leak,atomic,list,kasan";
 module_param(faults, charp, 0444);
 MODULE_PARM_DESC(faults, "the faults to commit, comma-separated");
 

@@ -198,7 +198,8 @@ def kprobe_profile_missed(pid: int, roots=TRACEFS_ROOTS) -> dict[str, int]:
     return {}
 
 
-def remove_stale_probe_events(roots=TRACEFS_ROOTS, alive=lambda pid: Path(f"/proc/{pid}").exists()) -> list[str]:
+def remove_stale_probe_events(roots=TRACEFS_ROOTS, alive=lambda pid: Path(f"/proc/{pid}").exists(),
+                              log=lambda msg: None) -> list[str]:
     """Remove the tracefs probe events that a killed exporter left behind;
     the names removed. bcc makes return probes in tracefs kprobe_events
     ("r64:kprobes/r_vcam_copy_bcc_<pid> vcam:vcam_copy") and deletes them
@@ -225,12 +226,17 @@ def remove_stale_probe_events(roots=TRACEFS_ROOTS, alive=lambda pid: Path(f"/pro
                 stale.append(event)
         removed = []
         for event in stale:
+            # os.open, not open(..., "a"): Python seeks to the end of a file
+            # opened for appending, which tracefs refuses (EINVAL)
             try:
-                with open(events, "a") as f:
-                    f.write(f"-:{event}\n")
+                fd = os.open(events, os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(fd, f"-:{event}\n".encode())
+                finally:
+                    os.close(fd)
                 removed.append(event.split("/", 1)[1])
-            except OSError:
-                pass    # in use, or gone meanwhile: nothing to do about it
+            except OSError as e:
+                log(f"cannot remove the stale probe event {event}: {e.strerror}")
         return removed
     return []
 
@@ -278,7 +284,7 @@ class Probes:
         except ImportError:
             raise ObserveError("bcc is not importable: install python3-bpfcc and use a venv with system site packages")
         check_privileges()
-        stale = remove_stale_probe_events()
+        stale = remove_stale_probe_events(log=self.log)
         if stale:
             self.log(f"removed {len(stale)} probe events that a killed exporter left behind")
         try:

@@ -234,24 +234,6 @@ def vmalloc_areas(unpurged: bool = False) -> int:
                if ("unpurged" in line) == unpurged)
 
 
-def vmap_area_cache() -> str | None:
-    """The slabinfo name under which struct vmap_area objects are counted:
-    SLUB merges its cache into kmalloc-96 on the lab's kernels. Every vmap
-    and vmalloc holds one, and keeps it after vunmap until the kernel's
-    lazy purge (tens of MiB of unmapped areas later), so that cache moves
-    by thousands with the copy path's per-frame vmap, leak or not."""
-    slab = Path("/sys/kernel/slab")
-    try:
-        target = (slab / "vmap_area").resolve(strict=True)
-    except OSError:
-        return None
-    for line in Path("/proc/slabinfo").read_text().splitlines()[2:]:
-        name = line.split()[0]
-        if name != "vmap_area" and (slab / name).resolve() == target:
-            return name
-    return None
-
-
 DMA_BUF_INFO = Path("/sys/kernel/debug/dma_buf/bufinfo")
 
 
@@ -275,9 +257,8 @@ class KernelState:
     """The kernel's state that a leak shows in, taken now (after a few
     warm-up rounds, so that caches are primed); check() then asserts it is
     back: the same video nodes, DMA-BUF count and module reference count,
-    no kmalloc cache grown by more than its per-CPU noise (vmap areas, live
-    or waiting for the lazy purge, taken out of the cache that holds them),
-    less than 1 MiB more slab and fewer than 100 more vmap areas. One leaked camera, buffer
+    no kmalloc cache grown by more than its per-CPU noise, less than 1 MiB
+    more slab and fewer than 100 more vmap areas. One leaked camera, buffer
     or mapping per round is hundreds of objects after a few hundred rounds."""
 
     def __init__(self):
@@ -287,19 +268,24 @@ class KernelState:
         self.slab, self.counts = slab_bytes()
         self.vmaps = vmalloc_areas()
         self.unpurged = vmalloc_areas(unpurged=True)
-        self.vmap_cache = vmap_area_cache()
 
     def kmalloc_grown(self) -> dict[str, int]:
-        """kmalloc caches grown by more than their noise; the cache that
-        holds vmap areas net of the areas' own change (live and unpurged)."""
+        """kmalloc caches grown by more than their noise."""
         noise = slab_noise()
         _, counts = slab_bytes()
-        areas = vmalloc_areas() + vmalloc_areas(unpurged=True) - self.vmaps - self.unpurged
-        grown = {k: counts.get(k, 0) - v - (areas if k == self.vmap_cache else 0) for k, v in self.counts.items()}
-        return {k: n for k, n in grown.items() if k.startswith("kmalloc") and n > noise[k]}
+        return {k: counts.get(k, 0) - v for k, v in self.counts.items()
+                if k.startswith("kmalloc") and counts.get(k, 0) - v > noise[k]}
 
-    def check(self, what: str = "") -> str:
-        """Assert that everything is back; returns one line of the figures."""
+    def check(self, what: str = "", again=None) -> str:
+        """Assert that everything is back; returns one line of the figures.
+
+        kmalloc caches also grow without a leak while the kernel fills
+        caches of its own: kmalloc-96 by a few hundred objects over a
+        test's first hundred rounds in some boots, nothing over the same
+        rounds later (seen in the guest, cause not pinned down). With
+        AGAIN (a function doing the same rounds once more), such growth is
+        measured a second time from where it ended: a leak grows again, a
+        cache that filled up does not."""
         # Some frees are deferred (RCU, workqueues, the last fput of a
         # killed process's files) and lag on a loaded, emulated guest: give
         # them up to 15 s to land. A leak never does.
@@ -312,14 +298,19 @@ class KernelState:
         vmaps = vmalloc_areas()
         grown = self.kmalloc_grown()
         line = (f"{what}: slab {self.slab} -> {slab} bytes; vmap areas {self.vmaps} -> {vmaps} "
-                f"(unpurged {self.unpurged} -> {vmalloc_areas(unpurged=True)}, in {self.vmap_cache}); "
+                f"(unpurged {self.unpurged} -> {vmalloc_areas(unpurged=True)}); "
                 f"DMA-BUFs {self.dmabufs} -> {dmabuf_count()}; vcam refcnt {self.refcnt} -> {module_refcnt()}; "
                 f"video nodes {sorted(self.nodes)} -> {sorted(video_nodes())}; kmalloc caches grown: {grown}")
         print(line)
         assert video_nodes() == self.nodes, line
         assert dmabuf_count() == self.dmabufs, line
         assert module_refcnt() == self.refcnt, line
+        assert vmaps - self.vmaps < 100, line
+        if (grown or slab - self.slab >= 1 << 20) and again is not None:
+            print(f"{what}: kmalloc caches grew, the same rounds again")
+            after = KernelState()
+            again()
+            return after.check(f"{what}, again")
         assert slab - self.slab < 1 << 20, line
         assert not grown, line
-        assert vmaps - self.vmaps < 100, line
         return line

@@ -79,7 +79,7 @@ test-kernel-tier:
 	} 2>&1 | tee $(TEST_LOGS)/kernel-$(KERNEL).log
 
 # The fault tests and the exporter under load alone, in one boot, at any
-# count (make test runs them at these defaults, the load for 20 s):
+# count (make test runs them at these defaults, the load for 10 s):
 #   make faults FAULT_KILLS=1000 FAULT_CYCLES=10000 SCRAPE_SECONDS=60
 FAULT_KILLS ?= 100
 FAULT_CYCLES ?= 1000

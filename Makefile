@@ -26,7 +26,7 @@ GUEST_TIER_TIMEOUT := 3600
 # pytest's closing line in a tier's log, or a word on why there is none.
 SUMMARY := summary() { grep -E '^=+ .* in [0-9.]+s' "$$1" | tail -n 1 | grep . || echo "no pytest summary (see $$1)"; }; summary
 
-.PHONY: setup test test-host test-guest test-kernel-tier test-debug demo driver vm bench dashboards clean install uninstall
+.PHONY: setup test test-host test-guest test-kernel-tier test-debug faults demo driver vm bench dashboards clean install uninstall
 
 setup:
 	@lab/setup.sh
@@ -74,7 +74,7 @@ test-host: setup
 # read-only in the guest, hence no pytest cache.
 test-guest: setup
 	@mkdir -p $(TEST_LOGS)
-	@set -o pipefail; $(VM_RUN) --timeout $(GUEST_TIER_TIMEOUT) -- pytest -p no:cacheprovider -m guest $(PYTEST_ARGS) 2>&1 | tee $(TEST_LOGS)/guest.log
+	@set -o pipefail; $(VM_RUN) --timeout $(GUEST_TIER_TIMEOUT) -- pytest -p no:cacheprovider -m "guest and not load" $(PYTEST_ARGS) 2>&1 | tee $(TEST_LOGS)/guest.log
 
 # The tests marked every_kernel, on KERNEL, in one boot (installs KERNEL).
 test-kernel-tier:
@@ -103,6 +103,17 @@ test-debug:
 	printf 'debug tier: %s (%s)\n' "$$($(SUMMARY) $(TEST_LOGS)/debug.log)" "$(DEBUG_KERNEL)"; \
 	printf 'debug tier, own guests: %s\n' "$$($(SUMMARY) $(TEST_LOGS)/debug-own-guest.log)"; \
 	exit $$status
+
+# The fault tests and the exporter under load (marked load: make test
+# leaves that one out) alone, in one boot, at any count:
+#   make faults FAULT_KILLS=1000 FAULT_CYCLES=10000 SCRAPE_SECONDS=60
+FAULT_KILLS ?= 100
+FAULT_CYCLES ?= 1000
+SCRAPE_SECONDS ?= 60
+faults: setup
+	@$(VM_RUN) -- env VCAM_FAULT_KILLS=$(FAULT_KILLS) VCAM_FAULT_CYCLES=$(FAULT_CYCLES) \
+		VCAM_SCRAPE_SECONDS=$(SCRAPE_SECONDS) pytest -p no:cacheprovider -s --durations=0 \
+		tests/test_faults.py tests/test_exporter_load.py
 
 # Run CMD as root in the guest with vcam loaded, e.g.
 #   make vm CMD='v4l2-ctl --list-devices' PORTS=9477

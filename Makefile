@@ -26,7 +26,16 @@ GUEST_TIER_TIMEOUT := 3600
 # pytest's closing line in a tier's log, or a word on why there is none.
 SUMMARY := summary() { grep -E '^=+ .* in [0-9.]+s' "$$1" | tail -n 1 | grep . || echo "no pytest summary (see $$1)"; }; summary
 
-.PHONY: setup test test-host test-guest test-kernel-tier test-debug faults demo driver vm bench dashboards clean install uninstall
+.PHONY: setup test test-host test-guest test-kernel-tier test-debug faults fuzz demo driver vm bench dashboards clean install uninstall
+
+# The fuzzer, built with the host's compiler (the guest shares the host's
+# root file system). tests/test_fuzz.py runs it in every guest tier; when
+# it finds the binary stale it builds one with this rule (FUZZ_BIN=...).
+FUZZ_BIN ?= build/vcam-fuzz
+FUZZ_CFLAGS := -O2 -g -Wall -Wextra -Werror -pthread -Idriver/include/uapi
+$(FUZZ_BIN): fuzz/vcam-fuzz.c driver/include/uapi/linux/vcam.h
+	@mkdir -p $(dir $@)
+	$(CC) $(FUZZ_CFLAGS) $< -o $@
 
 setup:
 	@lab/setup.sh
@@ -72,12 +81,12 @@ test-host: setup
 
 # Every test that needs the module, in one guest boot. The project tree is
 # read-only in the guest, hence no pytest cache.
-test-guest: setup
+test-guest: setup $(FUZZ_BIN)
 	@mkdir -p $(TEST_LOGS)
 	@set -o pipefail; $(VM_RUN) --timeout $(GUEST_TIER_TIMEOUT) -- pytest -p no:cacheprovider -m "guest and not load" $(PYTEST_ARGS) 2>&1 | tee $(TEST_LOGS)/guest.log
 
 # The tests marked every_kernel, on KERNEL, in one boot (installs KERNEL).
-test-kernel-tier:
+test-kernel-tier: $(FUZZ_BIN)
 	@mkdir -p $(TEST_LOGS)
 	@set -o pipefail; { lab/setup.sh && \
 		$(VM_RUN) --timeout $(GUEST_TIER_TIMEOUT) -- pytest -p no:cacheprovider -m "guest and every_kernel" $(PYTEST_ARGS); \
@@ -114,6 +123,18 @@ faults: setup
 	@$(VM_RUN) -- env VCAM_FAULT_KILLS=$(FAULT_KILLS) VCAM_FAULT_CYCLES=$(FAULT_CYCLES) \
 		VCAM_SCRAPE_SECONDS=$(SCRAPE_SECONDS) pytest -p no:cacheprovider -s --durations=0 \
 		tests/test_faults.py tests/test_exporter_load.py
+
+# The fuzzer for SECONDS in a guest of KERNEL, then the same checks as the
+# test (nothing left open, rmmod, slab and minors back); prints the seed
+# first and the summary (calls, successes, errnos) last. SEED=N repeats a
+# run's choices; FUZZ_ARGS adds options (vcam-fuzz --help). The log is
+# kept as fuzz.log in the run directory (build/vm/run-*/).
+SECONDS ?= 300
+SEED ?=
+FUZZ_ARGS ?=
+fuzz: setup $(FUZZ_BIN)
+	@$(VM_RUN) --timeout $$(( $(SECONDS) + 900 )) -- env VCAM_FUZZ_SECONDS='$(SECONDS)' VCAM_FUZZ_SEED='$(SEED)' \
+		VCAM_FUZZ_ARGS='$(FUZZ_ARGS)' pytest -p no:cacheprovider -s -q tests/test_fuzz.py
 
 # Run CMD as root in the guest with vcam loaded, e.g.
 #   make vm CMD='v4l2-ctl --list-devices' PORTS=9477

@@ -3,7 +3,10 @@
 #
 #   lab/setup.sh            Debian packages, the guest kernel, the virtualenv
 #   KERNEL=6.1 lab/setup.sh the same with another guest kernel series
-#                           (6.1, 6.12 the default, 7.2)
+#                           (6.1, 6.12 the default, 7.2, 6.12-debug)
+#
+# 6.12-debug is built here from Debian's source by lab/debug-kernel.sh
+# (about an hour, once; cached in /opt/vcam/kernels/6.12-debug).
 #
 # Idempotent: when everything is in place it changes nothing and returns in
 # well under a second. Needs root, or sudo for the apt step.
@@ -37,7 +40,8 @@ case "$kernel_series" in
 6.1) kernel_pattern='6\.1\.0-[0-9]+-amd64' ;;
 6.12) kernel_pattern='6\.12\.[0-9]+\+deb12-amd64' ;;
 7.2) kernel_pattern='7\.2\.[0-9]+\+deb14-amd64' ;;
-*) die "unknown KERNEL '$kernel_series' (known: 6.1, 6.12, 7.2)" ;;
+6.12-debug) kernel_pattern='6\.12\.[0-9]+-vcam-debug' ;;
+*) die "unknown KERNEL '$kernel_series' (known: 6.1, 6.12, 6.12-debug, 7.2)" ;;
 esac
 
 [ -r /etc/debian_version ] || die "this set-up needs Debian 12 (apt); see README.md for other systems"
@@ -94,7 +98,7 @@ available_kernel() {
 
 want=($(missing_packages "${packages[@]}"))
 kver=$(installed_kernel)
-if [ -z "$kver" ] && [ "$kernel_series" != 7.2 ]; then
+if [ -z "$kver" ] && [ "$kernel_series" != 7.2 ] && [ "$kernel_series" != 6.12-debug ]; then
 	apt_update_once
 	kver=$(available_kernel)
 	[ -n "$kver" ] || die "no linux-image-$kernel_series.* (-unsigned) in apt's lists (bookworm and bookworm-security must be in the sources)"
@@ -145,4 +149,10 @@ if [ "$(cat "$wheels/.pyproject-sha256" 2>/dev/null)" != "$want_stamp" ]; then
 	rm -rf "$wheels"
 	"$top/install/install.sh" wheels "$wheels"
 	echo "$want_stamp" >"$wheels/.pyproject-sha256"
+fi
+
+# The debug kernel is built from source (it needs the virtualenv's
+# virtme-configkernel); the script returns at once when it is current.
+if [ "$kernel_series" = 6.12-debug ]; then
+	as_root "$top/lab/debug-kernel.sh"
 fi

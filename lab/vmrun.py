@@ -4,7 +4,9 @@ The guest (virtme-ng on QEMU) sees the host's root file system, so the
 command runs in this checkout with the project's virtualenv on PATH. Its
 stdout and stderr come back on ours, byte for byte, and its exit status is
 ours. The guest's kernel log is saved after every run; a warning, BUG, oops
-or KASAN report in it fails the run.
+or KASAN report in it fails the run. On a kernel with kmemleak (the lab's
+6.12-debug) the run ends with vcam unloaded and a leak scan, and a
+suspected leak fails the run too.
 """
 
 import argparse
@@ -27,19 +29,45 @@ RUNS = TOP / "build" / "vm"
 
 # Kernel series the runner knows how to boot. Each maps to the version
 # pattern of Debian's installed image and headers (lab/setup.sh installs
-# them: 6.1 and 6.12 from bookworm, 7.2 from sid by lab/sid-kernel.sh).
-# A later kernel is one more line here and in lab/setup.sh.
+# them: 6.1 and 6.12 from bookworm, 7.2 from sid by lab/sid-kernel.sh,
+# 6.12-debug built from Debian's source by lab/debug-kernel.sh). A later
+# kernel is one more line here and in lab/setup.sh.
 KERNELS = {
     "6.1": r"6\.1\.0-\d+-amd64",
     "6.12": r"6\.12\.\d+\+deb12-amd64",
     "7.2": r"7\.2\.\d+\+deb14-amd64",
+    "6.12-debug": r"6\.12\.\d+-vcam-debug",
 }
 # The series booted when neither --kernel nor $KERNEL names one.
 DEFAULT_KERNEL = "6.12"
+# Seconds a guest may take to start the command. Under TCG the debug
+# kernel's boot took 139 s and once more than 180 s (udev's coldplug is
+# most of it: every fork and exec runs under KASAN and lockdep).
+BOOT_TIMEOUT = 180
+DEBUG_BOOT_TIMEOUT = 600
 
-# Lines of a kernel log that fail a run.
+# Lines of a kernel log that fail a run. WARNING: and BUG: already catch
+# most of the debug kernel's reports by their first line (KASAN's "BUG:
+# KASAN: ...", lockdep's "WARNING: possible circular locking dependency
+# detected", "BUG: sleeping function called from invalid context"); each
+# report's own words are listed too, so that what is covered is written
+# down here and tested. kmemleak's report has neither: it is read from
+# kmemleak's own file after the final scan.
 BAD_LOG_LINE = re.compile(
     r"WARNING:|BUG:|Oops|general protection fault|KASAN"
+    # lockdep
+    r"|possible circular locking|possible recursive locking"
+    r"|inconsistent lock state|DEBUG_LOCKS_WARN_ON"
+    # DEBUG_ATOMIC_SLEEP
+    r"|sleeping function called from invalid context"
+    # DEBUG_LIST (printed before its "WARNING: CPU: ..." line)
+    r"|list_(?:add|del) corruption|list_add double add"
+    # kmemleak: a report in its file, and its note in the kernel log
+    r"|unreferenced object 0x|new suspected memory leak"
+    # an instrument that switched itself off would hide what follows
+    r"|Kernel memory leak detector disabled|turning off the locking correctness validator"
+    # the leak check could not unload vcam (a reference left behind)
+    r"|rmmod vcam failed"
 )
 
 EXIT_RUNNER_ERROR = 125  # the runner itself failed; no command status
@@ -169,7 +197,18 @@ def guest_script(run_dir, command, module, ports, series):
         f"R={r}",
         ': > "$R/booted"',
         'exec 3>>"$R/setup.log"',
-        'finish() { dmesg > "$R/dmesg"; echo "$1" > "$R/status"; exit 0; }',
+        # With kmemleak (the debug kernel): vcam unloaded, so that what it
+        # never freed is unreferenced, then two scans (a leak is reported
+        # when its checksum held still between two, aged 5 s or more).
+        "leak_check() {",
+        "    [ -w /sys/kernel/debug/kmemleak ] || return 0",
+        "    if grep -q '^vcam ' /proc/modules && ! rmmod vcam 2>\"$R/rmmod.err\"; then",
+        '        echo "vm-run: rmmod vcam failed at the end of the run: $(cat "$R/rmmod.err")" > /dev/kmsg',
+        "    fi",
+        "    echo scan > /sys/kernel/debug/kmemleak; sleep 5; echo scan > /sys/kernel/debug/kmemleak",
+        '    cat /sys/kernel/debug/kmemleak > "$R/kmemleak"',
+        "}",
+        'finish() { leak_check; dmesg > "$R/dmesg"; echo "$1" > "$R/status"; exit 0; }',
         'setup_failed() { echo "guest set-up failed: $1" >&3; finish ' f"{EXIT_RUNNER_ERROR}" "; }",
         f"cd {shlex.quote(str(TOP))} || setup_failed 'no project directory'",
         f"export PATH={shlex.quote(str(VENV_BIN))}:$PATH",
@@ -249,6 +288,10 @@ def vng_command(kernel, run_dir, accel, ports, memory, cpus, guest_cmd, icount=F
         # The boot console goes to console.log, which explains a guest
         # that never came up.
         "--verbose",
+        # The kernel log is read once, at the end of a run: room for a
+        # whole tier's, and for the debug kernel's long reports, without
+        # wrapping (Debian's own is 128 KiB, the debug kernel's 256 KiB).
+        "--append", "log_buf_len=8M",
     ]
     qemu_opts = []
     if accel == "tcg":
@@ -346,6 +389,8 @@ def run(args):
         run_dir / "console.log",
     )
     outputs = [Tail(run_dir / "stdout", sys.stdout.buffer), Tail(run_dir / "stderr", sys.stderr.buffer)]
+    boot_timeout = args.boot_timeout or (
+        DEBUG_BOOT_TIMEOUT if args.kernel.endswith("-debug") else BOOT_TIMEOUT)
     started = time.monotonic()
     booted = False
     try:
@@ -357,9 +402,9 @@ def run(args):
                 booted = (run_dir / "booted").exists()
                 if booted:
                     progress(f"guest up after {elapsed:.0f} s")
-                elif elapsed > args.boot_timeout:
+                elif elapsed > boot_timeout:
                     raise RunnerError(
-                        f"the guest did not boot within {args.boot_timeout:.0f} s "
+                        f"the guest did not boot within {boot_timeout:.0f} s "
                         f"(console log: {run_dir / 'console.log'})"
                     )
             if args.timeout and elapsed > args.timeout:
@@ -388,11 +433,16 @@ def run(args):
             raise RunnerError(text.strip().splitlines()[-1])
     status = int(status_file.read_text())
 
-    # Save the guest's kernel log; a bad line in it fails the run.
+    # Save the guest's kernel log; a bad line in it, or a leak kmemleak
+    # found, fails the run.
     shutil.copyfile(run_dir / "dmesg", RUNS / "last-dmesg.log")
-    if report_bad_lines(run_dir / "dmesg"):
+    bad_log = report_bad_lines(run_dir / "dmesg")
+    leaks = run_dir / "kmemleak"
+    bad_leaks = leaks.exists() and report_bad_lines(leaks)
+    if bad_log or bad_leaks:
         return status or 1
-    progress(f"command exited {status}; kernel log clean (saved in {run_dir.relative_to(TOP)}/dmesg)")
+    checked = " and kmemleak's scan" if leaks.exists() else ""
+    progress(f"command exited {status}; kernel log{checked} clean (saved in {run_dir.relative_to(TOP)}/dmesg)")
     return status
 
 
@@ -423,8 +473,9 @@ def parse_args(argv):
     parser.add_argument("--icount", action="store_true",
                         help="TCG with an instruction-counting guest clock: slower, but rates measured in the guest "
                              "are instruction counts, reproducible whatever else the host runs (benchmarks)")
-    parser.add_argument("--boot-timeout", type=float, default=180,
-                        help="seconds the guest may take to start the command (default 180)")
+    parser.add_argument("--boot-timeout", type=float, default=None,
+                        help=f"seconds the guest may take to start the command (default {BOOT_TIMEOUT}, "
+                             f"{DEBUG_BOOT_TIMEOUT} on a debug kernel)")
     parser.add_argument("--timeout", type=float, default=0,
                         help="seconds the whole run may take; 0 means no limit (default)")
     parser.add_argument("--kvm-probe-timeout", type=float, default=30, help=argparse.SUPPRESS)

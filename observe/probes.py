@@ -199,6 +199,49 @@ def kprobe_profile_missed(pid: int, roots=TRACEFS_ROOTS) -> dict[str, int]:
     return {}
 
 
+def remove_stale_probe_events(roots=TRACEFS_ROOTS, alive=lambda pid: Path(f"/proc/{pid}").exists(),
+                              log=lambda msg: None) -> list[str]:
+    """Remove the tracefs probe events that a killed exporter left behind;
+    the names removed. bcc makes return probes in tracefs kprobe_events
+    ("r64:kprobes/r_vcam_copy_bcc_<pid> vcam:vcam_copy") and deletes them
+    when it closes; a process killed with SIGKILL never does, and each
+    stays registered (disabled) until someone removes it. Only events of
+    this program's probes (p_ or r_, a target of PROBES, _bcc_ and the pid
+    of a process that no longer exists) are touched."""
+    targets = {probe.target for probe in PROBES if probe.kind != "raw_tracepoint"}
+    for root in roots:
+        events = root / "kprobe_events"
+        try:
+            text = events.read_text()
+        except OSError:
+            continue
+        stale = []
+        for line in text.splitlines():
+            words = line.split()
+            if not words or ":" not in words[0] or "/" not in words[0]:
+                continue
+            event = words[0].split(":", 1)[1]             # kprobes/r_vcam_copy_bcc_1234
+            name = event.split("/", 1)[1]
+            head, sep, pid = name.rpartition("_bcc_")
+            if sep and pid.isdigit() and head[:2] in ("p_", "r_") and head[2:] in targets and not alive(int(pid)):
+                stale.append(event)
+        removed = []
+        for event in stale:
+            # os.open, not open(..., "a"): Python seeks to the end of a file
+            # opened for appending, which tracefs refuses (EINVAL)
+            try:
+                fd = os.open(events, os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(fd, f"-:{event}\n".encode())
+                finally:
+                    os.close(fd)
+                removed.append(event.split("/", 1)[1])
+            except OSError as e:
+                log(f"cannot remove the stale probe event {event}: {e.strerror}")
+        return removed
+    return []
+
+
 def prog_recursion_misses(fd: int) -> int:
     """Times the kernel skipped a BPF program because another one was
     running on that CPU (bpf_prog_info.recursion_misses); 0 if unknown."""
@@ -242,6 +285,9 @@ class Probes:
         except ImportError:
             raise ObserveError("bcc is not importable: install python3-bpfcc and use a venv with system site packages")
         check_privileges()
+        stale = remove_stale_probe_events(log=self.log)
+        if stale:
+            self.log(f"removed {len(stale)} probe events that a killed exporter left behind")
         try:
             self.bpf = bpf_factory(text=program_text().encode(), cflags=KERNEL_HEADER_CFLAGS)
         except Exception as e:  # bcc raises plain Exception on compile/load failure

@@ -17,3 +17,11 @@ def pytest_runtest_setup(item):
             "lab/vm-run -- pytest -m guest ...",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="session")
+def fault_target(tmp_path_factory):
+    """tests/fault-target.c built for this run (tests/fault_procs.py)."""
+    from fault_procs import build
+
+    return build(tmp_path_factory.mktemp("fault-target"))

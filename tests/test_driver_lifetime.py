@@ -1,7 +1,6 @@
 """Lifetime: the camera goes away with its control file, memory goes away
 with its last user, the module with its last camera."""
 
-import contextlib
 import errno
 import os
 import select
@@ -13,7 +12,7 @@ import pytest
 
 from producer import v4l2
 from producer.control import Control
-from vcam_helpers import Camera, Capture, ProducerThread, start_capture, video_nodes, wait_blocked, wait_until
+from vcam_helpers import Camera, Capture, KernelState, ProducerThread, start_capture, wait_blocked, wait_until
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
@@ -97,34 +96,6 @@ def test_producer_process_exit_removes_camera():
     assert not os.path.exists(f"/dev/video{nr}")
 
 
-def slab_bytes() -> tuple[int, dict[str, int]]:
-    """Bytes in use in all slab caches, and the active objects of each."""
-    total = 0
-    counts = {}
-    for line in Path("/proc/slabinfo").read_text().splitlines()[2:]:
-        f = line.split()
-        name, active, size = f[0], int(f[1]), int(f[3])
-        total += active * size
-        counts[name] = active
-    return total, counts
-
-
-def slab_noise() -> dict[str, int]:
-    """Objects a cache may seem to grow by without a leak: SLUB counts the
-    free objects of each CPU's current slab as active, so up to one slab
-    per CPU (256 objects of kmalloc-16 in one page) comes and goes."""
-    noise = {}
-    for line in Path("/proc/slabinfo").read_text().splitlines()[2:]:
-        f = line.split()
-        noise[f[0]] = max(100, int(f[4]) * os.cpu_count())
-    return noise
-
-
-def vmalloc_areas() -> int:
-    """Live vmalloc/vmap areas (lazily freed ones are listed as unpurged)."""
-    return sum(1 for line in Path("/proc/vmallocinfo").read_text().splitlines() if "unpurged" not in line)
-
-
 def one_cycle(n: int) -> None:
     cam = Camera(nr_frames=2, width=32, height=16)
     cap = Capture(cam.video)
@@ -145,35 +116,13 @@ def one_cycle(n: int) -> None:
 def test_200_cycles_leave_memory_and_nodes_where_they_were():
     for n in range(10):  # warm caches up
         one_cycle(n)
-    nodes = video_nodes()
-    before, counts_before = slab_bytes()
-    vmaps_before = vmalloc_areas()
-    for n in range(200):
-        one_cycle(n)
+    def cycles():
+        for n in range(200):
+            one_cycle(n)
 
-    noise = slab_noise()
-
-    def kmalloc_grown():
-        _, counts_after = slab_bytes()
-        return {
-            k: counts_after.get(k, 0) - v
-            for k, v in counts_before.items()
-            if k.startswith("kmalloc") and counts_after.get(k, 0) - v > noise[k]
-        }
-
-    # Some frees are deferred (RCU, workqueues) and lag on a loaded,
-    # emulated guest: give them up to 15 s to land. A leak never does.
-    with contextlib.suppress(AssertionError):  # what still grew is reported below
-        wait_until(lambda: not kmalloc_grown(), 15, interval=0.5)
-    grown = kmalloc_grown()
-    after, _ = slab_bytes()
-    vmaps_after = vmalloc_areas()
-    assert video_nodes() == nodes
-    print(f"slab: {before} -> {after} bytes; vmap areas {vmaps_before} -> {vmaps_after}; kmalloc caches grown: {grown}")
-    # one leaked camera (or buffer, or mapping) per cycle: 200 objects and more
-    assert after - before < 1 << 20
-    assert not grown
-    assert vmaps_after - vmaps_before < 100
+    before = KernelState()
+    cycles()
+    before.check("200 cycles", again=cycles)
 
 
 def rmmod() -> subprocess.CompletedProcess:

@@ -51,6 +51,8 @@ def test_newest_kernel_with_image_and_headers_is_chosen(tmp_path):
     ("6.1", "6.1.0-57-amd64", "6.12.41+deb12-amd64"),
     ("6.12", "6.12.41+deb12-amd64", "6.1.0-57-amd64"),
     ("7.2", "7.2.13+deb14-amd64", "7.2.13+deb14-rt-amd64"),
+    ("6.12-debug", "6.12.118-vcam-debug", "6.12.118+deb12-amd64"),
+    ("6.12", "6.12.118+deb12-amd64", "6.12.118-vcam-debug"),
 ])
 def test_each_series_finds_its_own_kernel(tmp_path, series, version, other):
     fake_kernel(tmp_path, version)
@@ -91,6 +93,54 @@ def test_bad_kernel_log_lines_are_found():
     assert [line[:8] for line in bad] == ["[    2.0", "[    3.0", "[    4.0", "[    5.0", "[    6.0"]
 
 
+# The first line of each report the debug kernel (lab/debug-kernel.sh) can
+# print, as 6.12 prints it, and the words that must catch it even without
+# its BUG:/WARNING: header.
+DEBUG_REPORTS = [
+    ("BUG: KASAN: slab-out-of-bounds in labfaults_init+0x8e/0x1e0 [labfaults]", "KASAN"),
+    ("BUG: KASAN: slab-use-after-free in vb2_buffer_done+0x2c/0x3c0 [videobuf2_common]", "KASAN"),
+    ("WARNING: possible circular locking dependency detected", "possible circular locking"),
+    ("WARNING: possible recursive locking detected", "possible recursive locking"),
+    ("WARNING: inconsistent lock state", "inconsistent lock state"),
+    ("DEBUG_LOCKS_WARN_ON(lock->magic != lock)", "DEBUG_LOCKS_WARN_ON"),
+    ("BUG: sleeping function called from invalid context at kernel/locking/mutex.c:585",
+     "sleeping function called from invalid context"),
+    ("list_add corruption. next->prev should be prev (ffffc90000a77c38), but was 0000000000000000. "
+     "(next=ffffc90000a77c48).", "list_add corruption"),
+    ("list_del corruption, ffff888005d3e1c8->next is LIST_POISON1 (dead000000000100)", "list_del corruption"),
+    ("list_add double add: new=ffff888005d3e1c8, prev=ffff888005d3e1c8, next=ffff888005d3e1d8.",
+     "list_add double add"),
+    ("unreferenced object 0xffff888004b8c400 (size 128):", "unreferenced object 0x"),
+    ("kmemleak: 1 new suspected memory leaks (see /sys/kernel/debug/kmemleak)", "new suspected memory leak"),
+    ("kmemleak: Kernel memory leak detector disabled", "Kernel memory leak detector disabled"),
+    ("turning off the locking correctness validator.", "turning off the locking correctness validator"),
+    ("vm-run: rmmod vcam failed at the end of the run: rmmod: ERROR: Module vcam is in use",
+     "rmmod vcam failed"),
+]
+
+
+@pytest.mark.parametrize("line, words", DEBUG_REPORTS, ids=[words for _, words in DEBUG_REPORTS])
+def test_each_debug_kernel_report_fails_a_run(line, words):
+    assert vm.bad_log_lines(f"[   12.345678] {line}\n") == [f"[   12.345678] {line}"]
+    # its own words alone, the header gone, still fail the run
+    bare = line.replace("BUG: ", "").replace("WARNING: ", "")
+    assert words in bare and vm.bad_log_lines(bare) == [bare]
+
+
+def test_the_debug_kernels_ordinary_lines_pass():
+    # Seen in the debug kernel's boot and runs (lab/debug-kernel.sh).
+    log = "\n".join(DEBUG_KERNEL_CLEAN_LINES)
+    assert vm.bad_log_lines(log) == []
+
+
+DEBUG_KERNEL_CLEAN_LINES = [
+    "[    0.000000] kasan: KernelAddressSanitizer initialized (generic)",
+    "[    0.000000] Lock dependency validator: Copyright (c) 2006 Red Hat, Inc., Ingo Molnar",
+    "[    0.000000] ... MAX_LOCKDEP_SUBCLASSES:  8",
+    "[    0.000000] kmemleak: Kernel memory leak detector initialized (mem pool available: 15660)",
+]
+
+
 # --- refusals: one line, non-zero, nothing started ---------------------------
 
 def runner_lines(stderr):
@@ -106,7 +156,7 @@ def assert_one_line_error(result, text):
 
 def test_unknown_kernel_gets_one_line():
     result = vm_run("--kernel", "5.4", "--", "true")
-    assert_one_line_error(result, "unknown KERNEL '5.4' (known: 6.1, 6.12, 7.2)")
+    assert_one_line_error(result, "unknown KERNEL '5.4' (known: 6.1, 6.12, 6.12-debug, 7.2)")
 
 
 def test_setup_refuses_an_unknown_kernel_before_installing(tmp_path):
@@ -119,7 +169,7 @@ def test_setup_refuses_an_unknown_kernel_before_installing(tmp_path):
     env = dict(os.environ, KERNEL="5.10", PATH=f"{tmp_path}:{os.environ['PATH']}")
     result = subprocess.run([str(TOP / "lab" / "setup.sh")], capture_output=True, env=env, timeout=10)
     assert result.returncode != 0
-    assert result.stderr.decode().splitlines() == ["setup: error: unknown KERNEL '5.10' (known: 6.1, 6.12, 7.2)"]
+    assert result.stderr.decode().splitlines() == ["setup: error: unknown KERNEL '5.10' (known: 6.1, 6.12, 6.12-debug, 7.2)"]
     assert not trace.exists(), trace.read_text()
 
 

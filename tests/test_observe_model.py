@@ -113,6 +113,22 @@ def test_exposition_of_a_snapshot():
     assert ("vcam_exporter_scrape_duration_seconds", frozenset()) in series
 
 
+def test_stale_probe_events_of_dead_exporters_only_are_removed(tmp_path):
+    events = tmp_path / "kprobe_events"
+    lines = ["r64:kprobes/r_vcam_copy_bcc_42 vcam:vcam_copy",             # dead: removed
+             "r64:kprobes/r_vb2_core_streamon_bcc_42 videobuf2_common:vb2_core_streamon",
+             "r64:kprobes/r_vcam_copy_bcc_7 vcam:vcam_copy",              # alive: kept
+             "r64:kprobes/r_some_other_function_bcc_42 some_other_function",  # not ours: kept
+             "p:kprobes/myprobe do_sys_open"]
+    events.write_text("\n".join(lines) + "\n")
+    removed = probes_mod.remove_stale_probe_events(roots=(tmp_path / "absent", tmp_path), alive=lambda pid: pid == 7)
+    assert removed == ["r_vcam_copy_bcc_42", "r_vb2_core_streamon_bcc_42"]
+    # tracefs takes "-:GROUP/EVENT" appended to kprobe_events as a removal
+    assert events.read_text().splitlines()[len(lines):] == ["-:kprobes/r_vcam_copy_bcc_42",
+                                                            "-:kprobes/r_vb2_core_streamon_bcc_42"]
+    assert probes_mod.remove_stale_probe_events(roots=(tmp_path / "absent",)) == []
+
+
 def test_kprobe_profile_missed_reads_this_process_probes_only(tmp_path):
     (tmp_path / "kprobe_profile").write_text(
         "  r_vcam_copy_bcc_42                                   120               2\n"

@@ -277,7 +277,7 @@ class Guest:
         self.log.close()
 
 
-def vng_command(kernel, run_dir, accel, ports, memory, cpus, guest_cmd, icount=False):
+def vng_command(kernel, run_dir, accel, ports, memory, cpus, guest_cmd, icount=False, append=""):
     vng = VENV_BIN / "vng"
     if not vng.exists():
         raise RunnerError(f"{vng} is missing; run 'make setup'")
@@ -291,7 +291,7 @@ def vng_command(kernel, run_dir, accel, ports, memory, cpus, guest_cmd, icount=F
         # The kernel log is read once, at the end of a run: room for a
         # whole tier's, and for the debug kernel's long reports, without
         # wrapping (Debian's own is 128 KiB, the debug kernel's 256 KiB).
-        "--append", "log_buf_len=8M",
+        "--append", f"log_buf_len=8M {append}".strip(),
     ]
     qemu_opts = []
     if accel == "tcg":
@@ -385,7 +385,7 @@ def run(args):
     script = run_dir / "guest.sh"
     script.write_text(guest_script(run_dir, args.command, module, ports, args.kernel))
     guest = Guest(
-        vng_command(kernel, run_dir, accel, ports, args.memory, args.cpus, f"bash {script}", args.icount),
+        vng_command(kernel, run_dir, accel, ports, args.memory, args.cpus, f"bash {script}", args.icount, args.append),
         run_dir / "console.log",
     )
     outputs = [Tail(run_dir / "stdout", sys.stdout.buffer), Tail(run_dir / "stderr", sys.stderr.buffer)]
@@ -479,6 +479,8 @@ def parse_args(argv):
     parser.add_argument("--timeout", type=float, default=0,
                         help="seconds the whole run may take; 0 means no limit (default)")
     parser.add_argument("--kvm-probe-timeout", type=float, default=30, help=argparse.SUPPRESS)
+    parser.add_argument("--append", default="",
+                        help="more kernel command line, e.g. slub_debug=U to see what holds a slab cache")
     parser.add_argument("--memory", default="2G", help="guest memory (default 2G)")
     parser.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
     parser.add_argument("--no-driver", action="store_true", help="do not build or load the vcam module")

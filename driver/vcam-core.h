@@ -237,6 +237,7 @@ struct vcam_device {
 	struct v4l2_device v4l2_dev;
 	struct video_device vdev;
 	struct vb2_queue queue;
+	struct vb2_mem_ops mem_ops;	/* vb2_vmalloc's, see vcam_attach_dmabuf() */
 	struct mutex lock;		/* V4L2 ioctls and vb2 queue ops */
 	spinlock_t slock;		/* lists, states, counters */
 	struct list_head out_pending;

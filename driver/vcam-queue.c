@@ -1047,10 +1047,28 @@ static int vcam_queue_setup(struct vb2_queue *vq, unsigned int *nbuffers,
 static int vcam_buf_prepare(struct vb2_buffer *vb)
 {
 	struct vcam_device *dev = vb2_get_drv_priv(vb->vb2_queue);
+	struct dma_buf *dbuf = vb->planes[0].dbuf;
 
 	if (vb2_plane_size(vb, 0) < dev->fmt.sizeimage)
 		return -EINVAL;
+	/* Attached whatever its size: see vcam_attach_dmabuf() */
+	if (vb->memory == VB2_MEMORY_DMABUF && dbuf->size < vb2_plane_size(vb, 0))
+		return -EINVAL;
 	return 0;
+}
+
+/*
+ * vb2_vmalloc refuses a DMA-BUF smaller than the length the consumer gave
+ * for it, but when attach_dmabuf fails vb2 keeps the reference it took on
+ * the DMA-BUF, which is then never freed. So the import is attached at the
+ * DMA-BUF's own size and vcam_buf_prepare() refuses it: vb2 cleans up after
+ * a failed buf_prepare.
+ */
+static void *vcam_attach_dmabuf(struct vb2_buffer *vb, struct device *dev,
+				struct dma_buf *dbuf, unsigned long size)
+{
+	return vb2_vmalloc_memops.attach_dmabuf(vb, dev, dbuf,
+						min_t(unsigned long, size, dbuf->size));
 }
 
 static void vcam_buf_queue(struct vb2_buffer *vb)
@@ -1213,7 +1231,9 @@ int vcam_queue_init(struct vcam_device *dev)
 	q->drv_priv = dev;
 	q->buf_struct_size = sizeof(struct vcam_cap_buf);
 	q->ops = &vcam_vb2_ops;
-	q->mem_ops = &vb2_vmalloc_memops;
+	dev->mem_ops = vb2_vmalloc_memops;
+	dev->mem_ops.attach_dmabuf = vcam_attach_dmabuf;
+	q->mem_ops = &dev->mem_ops;
 	q->timestamp_flags = V4L2_BUF_FLAG_TIMESTAMP_MONOTONIC;
 	q->lock = &dev->lock;
 	/*

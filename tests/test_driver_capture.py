@@ -11,7 +11,7 @@ import pytest
 from producer import v4l2
 from producer.ioctl import ioctl
 from producer.v4l2 import V4l2Ioctl
-from vcam_helpers import Camera, Capture, expect_errno, start_capture, stats
+from vcam_helpers import Camera, Capture, dmabuf_count, wait_until, expect_errno, foreign_dmabuf, start_capture, stats
 
 # every_kernel: also in the kernel tier of the lab's other kernels (make test)
 pytestmark = [pytest.mark.guest, pytest.mark.every_kernel]
@@ -183,3 +183,24 @@ def test_expbuf_exports_mmap_buffers(cam):
         assert b.index == 1 and b.bytesused == cam.size
         assert cap.data(b) == b"\x5a" * cam.size
         cap.streamoff()
+
+
+def test_dmabuf_smaller_than_its_stated_length_is_refused_and_let_go(cam):
+    """QBUF of a DMA-BUF smaller than the length the consumer states for it:
+    EINVAL, the buffer is not queued, and the DMA-BUF is freed once its fd
+    is closed. (vb2 itself keeps the reference when the memory allocator
+    refuses the import, found by the fuzzer: vcam refuses it later, in
+    buf_prepare, whose failure vb2 cleans up.)"""
+    before = dmabuf_count()
+    small = foreign_dmabuf(cam.size // 2)
+    assert small.size < cam.size
+    with Capture(cam.video) as cap:
+        cap.reqbufs(1, v4l2.V4L2_MEMORY_DMABUF)
+        for _ in range(3):
+            expect_errno(errno.EINVAL, cap.qbuf, 0, small.fd, cam.size)
+        big = foreign_dmabuf(cam.size)
+        cap.qbuf(0, big.fd, cam.size)  # the buffer is still usable
+        cap.reqbufs(0, v4l2.V4L2_MEMORY_DMABUF)
+    small.close()
+    big.close()
+    assert wait_until(lambda: dmabuf_count() == before, 5, "the DMA-BUFs to be freed")

@@ -116,13 +116,10 @@ def one_cycle(n: int) -> None:
 def test_200_cycles_leave_memory_and_nodes_where_they_were():
     for n in range(10):  # warm caches up
         one_cycle(n)
-    def cycles():
-        for n in range(200):
-            one_cycle(n)
-
     before = KernelState()
-    cycles()
-    before.check("200 cycles", again=cycles)
+    for n in range(200):
+        one_cycle(n)
+    before.check("200 cycles", rounds=200)
 
 
 def rmmod() -> subprocess.CompletedProcess:

@@ -67,18 +67,15 @@ def test_producer_killed_mid_stream(fault_target):
             assert cons.wait(10) == 3
             seen[f"{memory} {stage}: {words[1]} {words[2]}"] += 1
 
-    def rounds():
-        for n in range(KILLS):
-            one_round(n)
-
     for n in range(WARM_UP):
         one_round(n)
     before = KernelState()
     t0 = time.monotonic()
-    rounds()
+    for n in range(KILLS):
+        one_round(n)
     took = time.monotonic() - t0
     print(f"\n{KILLS} producers killed in {took:.1f} s; what the consumers saw: {dict(seen)}")
-    before.check(f"{KILLS} producers killed", again=rounds)
+    before.check(f"{KILLS} producers killed", rounds=KILLS)
 
 
 @every_kernel
@@ -105,15 +102,12 @@ def test_consumer_killed(fault_target):
                 cons.kill(10)
             assert prod.alive(), prod.line(1)
 
-        def rounds():
-            for n in range(KILLS):
-                kill_one(n)
-
         for n in range(WARM_UP):
             kill_one(n)
         before = KernelState()
         t0 = time.monotonic()
-        rounds()
+        for n in range(KILLS):
+            kill_one(n)
         # Every slot came back from the killed consumers: a last one streams.
         queued = stats(prod.nr)["frames_dequeued"]
         with prod.consumer(fault_target, "dmabuf", "stream") as cons:
@@ -124,7 +118,7 @@ def test_consumer_killed(fault_target):
         print(f"\n{KILLS} consumers killed in {time.monotonic() - t0:.1f} s "
               f"({KILLS // len(stages)}+ at each of {stages})")
         # taken and checked with the producer alone streaming
-        before.check(f"{KILLS} consumers killed", again=rounds)
+        before.check(f"{KILLS} consumers killed", rounds=KILLS)
         prod.kill()
 
 
@@ -200,4 +194,4 @@ def test_create_stream_destroy_cycles(fault_target):
                        capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, r.stdout + r.stderr
     print(f"\n{r.stdout.strip()} (count, seconds)")
-    before.check(f"{CYCLES} cycles")
+    before.check(f"{CYCLES} cycles", rounds=CYCLES)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from vcam_helpers import video_nodes, wait_until
+from vcam_helpers import KernelState, wait_until
 
 SECONDS = float(os.environ.get("VCAM_FUZZ_SECONDS") or 20)
 SEED = os.environ.get("VCAM_FUZZ_SEED") or str(int.from_bytes(os.urandom(6), "little"))
@@ -45,46 +45,6 @@ def fuzzer(out_dir: Path) -> Path:
 
 
 # --- what must come back ------------------------------------------------------
-
-
-def shrink_slabs() -> None:
-    """Flush every kmalloc cache's per-CPU slabs and free its empty ones, so
-    that /proc/slabinfo's active objects are the objects in use (SLUB
-    otherwise counts the free objects of per-CPU slabs as active)."""
-    for shrink in Path("/sys/kernel/slab").glob("kmalloc*/shrink"):
-        try:
-            shrink.write_text("1")
-        except OSError:
-            pass
-
-
-def slab_objects() -> dict[str, tuple[int, int]]:
-    """Active objects and objects per slab of every kmalloc cache (vcam's
-    and vb2's structures, DMA-BUF attachments, sg tables all live there)."""
-    shrink_slabs()
-    caches = {}
-    for line in Path("/proc/slabinfo").read_text().splitlines()[2:]:
-        f = line.split()
-        if "kmalloc" in f[0]:
-            caches[f[0]] = (int(f[1]), int(f[4]))
-    return caches
-
-
-def slab_grown(before: dict[str, tuple[int, int]]) -> dict[str, int]:
-    """Caches that grew by more than SLUB's per-CPU slack: the free objects
-    of each CPU's current slab count as active, so up to one slab per CPU
-    comes and goes without a leak (measured: see fuzz/README.md)."""
-    grown = {}
-    for name, (active, per_slab) in slab_objects().items():
-        delta = active - before.get(name, (0, 0))[0]
-        if delta > max(64, per_slab * os.cpu_count()):
-            grown[name] = delta
-    return grown
-
-
-def vmalloc_areas() -> int:
-    """Live vmalloc/vmap areas (lazily freed ones are listed as unpurged)."""
-    return sum(1 for line in Path("/proc/vmallocinfo").read_text().splitlines() if "unpurged" not in line)
 
 
 def open_device_files() -> list[str]:
@@ -126,7 +86,7 @@ def reload_vcam() -> None:
 
 def fuzz_once(binary: Path, log: Path) -> None:
     """One run of the fuzzer, checked: exit 0, the deep states reached,
-    nothing left open, vcam unloaded and loaded again."""
+    nothing left open."""
     cmd = [str(binary), "--seed", SEED, "--seconds", str(SECONDS), "--threads", str(THREADS),
            "--hang", str(HANG_SECONDS), *EXTRA_ARGS]
     print(" ".join(cmd), flush=True)
@@ -145,44 +105,13 @@ def fuzz_once(binary: Path, log: Path) -> None:
         assert ok.get(call, 0) > 0, f"no successful {call} in {SECONDS:g} s (seed {SEED})"
 
     assert open_device_files() == []
-    reload_vcam()
-
-
-def slab_after(before: dict[str, tuple[int, int]]) -> dict[str, int]:
-    """The kmalloc caches grown past the slack since BEFORE. Some frees are
-    deferred (RCU, workqueues) and lag on an emulated guest: they get 15 s
-    to land. A leak never does."""
-    try:
-        wait_until(lambda: not slab_grown(before), 15, "the slab caches to shrink back", interval=0.5)
-    except AssertionError:
-        pass  # what still grew is named by the caller
-    grown = slab_grown(before)
-    deltas = {name: active - before.get(name, (0, 0))[0] for name, (active, _) in slab_objects().items()}
-    print(f"kmalloc caches changed: { {k: v for k, v in deltas.items() if v} }; grown past the slack: {grown}")
-    return grown
 
 
 def test_fuzz_leaves_the_system_as_it_was(tmp_path):
     out_dir = Path(os.environ.get("VCAM_RUN_DIR") or tmp_path)
     binary = fuzzer(out_dir)
     subprocess.run(["modprobe", "vgem"], check=False)  # one more DMA-BUF exporter, where there is one
-    nodes = video_nodes()
-    slab_before = slab_objects()
-    vmaps_before = vmalloc_areas()
-
+    before = KernelState()
     fuzz_once(binary, out_dir / "fuzz.log")
-    grown = slab_after(slab_before)
-    if grown:
-        # A boot's first runs fill kernel caches (kmalloc-96 by a few hundred
-        # objects, on runs of any length): the same run again from here must
-        # grow at under half the rate. A leak keeps its rate.
-        print("kmalloc caches grew: the same run again")
-        slab_before = slab_objects()
-        fuzz_once(binary, out_dir / "fuzz-again.log")
-        again = slab_after(slab_before)
-        grown = {name: n for name, n in again.items() if n * 2 >= grown.get(name, 0)}
-    vmaps_after = vmalloc_areas()
-    print(f"vmalloc areas {vmaps_before} -> {vmaps_after}")
-    assert not grown, f"kmalloc caches grew (seed {SEED}): {grown}"
-    assert vmaps_after - vmaps_before <= 16, f"vmalloc areas {vmaps_before} -> {vmaps_after} (seed {SEED})"
-    assert video_nodes() == nodes
+    before.check(f"vcam-fuzz --seed {SEED}")
+    reload_vcam()

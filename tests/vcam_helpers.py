@@ -207,8 +207,23 @@ class ProducerThread:
 # --- what a leak would show in ------------------------------------------------------
 
 
+def settle_caches() -> None:
+    """Free what the kernel only caches, so that slab counts are objects in
+    use: the dentries and inodes of the guest's 9p root file system (each
+    holds a 9p fid in kmalloc-96: a test's first run of a program grew it
+    by hundreds, seen with slub_debug=U's alloc_traces), and each cache's
+    per-CPU slabs, whose free objects SLUB counts as active."""
+    os.sync()
+    Path("/proc/sys/vm/drop_caches").write_text("2")
+    for shrink in Path("/sys/kernel/slab").glob("*/shrink"):
+        with contextlib.suppress(OSError):
+            shrink.write_text("1")
+
+
 def slab_bytes() -> tuple[int, dict[str, int]]:
-    """Bytes in use in all slab caches, and the active objects of each."""
+    """Bytes in use in all slab caches, and the active objects of each,
+    once the caches are settled."""
+    settle_caches()
     total = 0
     counts = {}
     for line in Path("/proc/slabinfo").read_text().splitlines()[2:]:
@@ -220,9 +235,9 @@ def slab_bytes() -> tuple[int, dict[str, int]]:
 
 
 def slab_noise() -> dict[str, int]:
-    """Objects a cache may seem to grow by without a leak: SLUB counts the
-    free objects of each CPU's current slab as active, so up to one slab
-    per CPU (256 objects of kmalloc-16 in one page) comes and goes."""
+    """Objects a cache may still seem to grow by without a leak: a slab per
+    CPU (256 objects of kmalloc-16 in one page) filled between the shrink
+    and the reading by whatever runs meanwhile."""
     noise = {}
     for line in Path("/proc/slabinfo").read_text().splitlines()[2:]:
         f = line.split()
@@ -272,37 +287,29 @@ class KernelState:
         self.vmaps = vmalloc_areas()
         self.unpurged = vmalloc_areas(unpurged=True)
 
-    def kmalloc_grown(self, slower_than: dict[str, int] | None = None) -> dict[str, int]:
-        """kmalloc caches grown by more than their noise (and, given what
-        they grew by over the same rounds before, by more than half that)."""
-        noise = slab_noise()
+    def kmalloc_grown(self, rounds: int = 0) -> dict[str, int]:
+        """kmalloc caches grown by more than their noise, and by at least
+        half an object per round."""
         _, counts = slab_bytes()
-        slower_than = slower_than or {}
+        noise = slab_noise()
         return {k: counts.get(k, 0) - v for k, v in self.counts.items()
-                if k.startswith("kmalloc") and counts.get(k, 0) - v > max(noise[k], slower_than.get(k, 0) / 2)}
+                if k.startswith("kmalloc") and counts.get(k, 0) - v > max(noise[k], rounds // 2)}
 
-    def check(self, what: str = "", again=None, slower_than: dict[str, int] | None = None) -> str:
-        """Assert that everything is back; returns one line of the figures.
-
-        kmalloc caches also grow without a leak while the kernel fills
-        caches of its own: kmalloc-96 by a few hundred objects over a
-        test's first hundred rounds in some boots, nothing over the same
-        rounds later (seen in the guest, cause not pinned down). With
-        AGAIN (a function doing the same rounds once more), such growth is
-        measured a second time from where it ended: a leak grows again at
-        the same rate, a cache that fills up slows down (less than half the
-        first pass's growth, or nothing, passes)."""
+    def check(self, what: str = "", rounds: int = 0) -> str:
+        """Assert that everything is back after ROUNDS rounds of the same
+        work (a leak in each round is that many objects); returns one line
+        of the figures."""
         # Some frees are deferred (RCU, workqueues, the last fput of a
         # killed process's files) and lag on a loaded, emulated guest: give
         # them up to 15 s to land. A leak never does.
         def back():
             return (video_nodes() == self.nodes and dmabuf_count() == self.dmabufs
-                    and module_refcnt() == self.refcnt and not self.kmalloc_grown(slower_than))
+                    and module_refcnt() == self.refcnt and not self.kmalloc_grown(rounds))
         with contextlib.suppress(AssertionError):  # what is still off is reported below
-            wait_until(back, 15, interval=0.5)
+            wait_until(back, 15, interval=1)
         slab, _ = slab_bytes()
         vmaps = vmalloc_areas()
-        grown = self.kmalloc_grown(slower_than)
+        grown = self.kmalloc_grown(rounds)
         line = (f"{what}: slab {self.slab} -> {slab} bytes; vmap areas {self.vmaps} -> {vmaps} "
                 f"(unpurged {self.unpurged} -> {vmalloc_areas(unpurged=True)}); "
                 f"DMA-BUFs {self.dmabufs} -> {dmabuf_count()}; vcam refcnt {self.refcnt} -> {module_refcnt()}; "
@@ -312,11 +319,6 @@ class KernelState:
         assert dmabuf_count() == self.dmabufs, line
         assert module_refcnt() == self.refcnt, line
         assert vmaps - self.vmaps < 100, line
-        if (grown or slab - self.slab >= 1 << 20) and again is not None:
-            print(f"{what}: kmalloc caches grew, the same rounds again")
-            after = KernelState()
-            again()
-            return after.check(f"{what}, again", slower_than=grown)
         assert slab - self.slab < 1 << 20, line
         assert not grown, line
         return line

@@ -166,8 +166,17 @@ static struct map maps[NMAP];
 static unsigned int formats[16];
 static unsigned int nformats;
 static int udmabuf_dev = -1, vgem_dev = -1;
-static char *arena;		/* USERPTR memory, used for nothing else */
-static void *guard;		/* a PROT_NONE page: a pointer that faults */
+/*
+ * USERPTR memory, used for nothing else, and right after it a PROT_NONE
+ * page: a pointer that faults. The kernel writes frames wherever a USERPTR
+ * buffer points, so no USERPTR range may leave the arena: 6.1's vb2 pins
+ * it with FOLL_FORCE, which pins PROT_NONE and read-only pages too, and
+ * then writes the fuzzer's own stacks, TLS and libc (it crashed the fuzzer
+ * on 6.1 alone). A range that would leave it gets KERNEL_ADDRESS instead.
+ */
+static char *arena;
+static void *guard;
+#define KERNEL_ADDRESS (1ULL << 63)	/* access_ok() refuses it everywhere */
 static long page_size;
 static uint64_t seed;
 static atomic_bool stopping;
@@ -259,6 +268,16 @@ static void corrupt(struct thread *t, void *p, size_t size)
 {
 	if (size >= 4 && one_in(t, 16))
 		((uint32_t *)p)[rnd(t, size / 4)] = interesting32(t);
+}
+
+/*
+ * A pointer field after corrupt(): the one meant, or else the guard page.
+ * Half of a pointer replaced points anywhere in this process, and the
+ * kernel writes there (CREATE's frames, a USERPTR buffer).
+ */
+static uint64_t tame(uint64_t p, uint64_t meant)
+{
+	return p == meant ? p : (uintptr_t)guard;
 }
 
 static uint64_t page_align(uint64_t n)
@@ -577,6 +596,7 @@ static void op_create(struct thread *t)
 	char label[64];
 	struct vcam_ioc_create req = { 0 };
 	unsigned int fourcc = formats[rnd(t, nformats)];
+	uint64_t meant_frames, meant_name;
 	int fd, ret;
 
 	if (i < 0 || (fd = hold(&ctrls[i].lock, &ctrls[i].fd)) < 0)
@@ -595,7 +615,11 @@ static void op_create(struct thread *t)
 		req.width = req.height = 8192;
 		req.nr_frames = 32;
 	}
+	meant_frames = req.frames;
+	meant_name = req.device_name;
 	corrupt(t, &req, sizeof(req));
+	req.frames = tame(req.frames, meant_frames);
+	req.device_name = tame(req.device_name, meant_name);
 	/*
 	 * A camera that could be created is a small one: a large size within
 	 * range becomes one over max_camera_mb, which must fail cleanly (a
@@ -1059,7 +1083,7 @@ static int fill_buffer(struct thread *t, struct cap *s, struct v4l2_buffer *b,
 		size_t len = page_align(s->length ? s->length : 1);
 		size_t max = USERPTR_ARENA - len - page_size;
 
-		b->m.userptr = one_in(t, 30) ? (uintptr_t)guard :
+		b->m.userptr = one_in(t, 30) ? KERNEL_ADDRESS :
 			       (uintptr_t)arena + (rnd(t, max / page_size) *
 						   page_size);
 		if (one_in(t, 10))
@@ -1072,6 +1096,10 @@ static int fill_buffer(struct thread *t, struct cap *s, struct v4l2_buffer *b,
 		b->length = one_in(t, 4) ? 0 : fuzz32(t, size);
 	}
 	corrupt(t, b, sizeof(*b));
+	if (b->memory == V4L2_MEMORY_USERPTR &&
+	    (b->m.userptr < (uintptr_t)arena ||
+	     b->m.userptr + b->length > (uintptr_t)guard))
+		b->m.userptr = KERNEL_ADDRESS;
 	return dfd;
 }
 
@@ -1710,8 +1738,7 @@ static int clean_up(void)
 		close(udmabuf_dev);
 	if (vgem_dev >= 0)
 		close(vgem_dev);
-	munmap(arena, USERPTR_ARENA);
-	munmap(guard, page_size);
+	munmap(arena, USERPTR_ARENA + page_size);
 
 	dir = opendir("/proc/self/fd");
 	if (!dir)
@@ -1884,14 +1911,14 @@ int main(int argc, char **argv)
 	vgem_dev = open_vgem();
 	printf("vcam-fuzz: DMA-BUFs from vcam EXPORT, EXPBUF%s%s\n",
 	       udmabuf_dev >= 0 ? ", udmabuf" : "", vgem_dev >= 0 ? ", vgem" : "");
-	arena = mmap(NULL, USERPTR_ARENA, PROT_READ | PROT_WRITE,
+	arena = mmap(NULL, USERPTR_ARENA + page_size, PROT_NONE,
 		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	guard = mmap(NULL, page_size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
-		     -1, 0);
-	if (arena == MAP_FAILED || guard == MAP_FAILED) {
+	if (arena == MAP_FAILED ||
+	    mprotect(arena, USERPTR_ARENA, PROT_READ | PROT_WRITE)) {
 		perror("vcam-fuzz: mmap");
 		return 1;
 	}
+	guard = arena + USERPTR_ARENA;
 
 	pthread_rwlockattr_init(&attr);
 	pthread_rwlockattr_setkind_np(&attr,

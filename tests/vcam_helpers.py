@@ -282,9 +282,9 @@ class KernelState:
     warm-up rounds, so that caches are primed); check() then asserts it is
     back: the same video nodes, DMA-BUF count and module reference count,
     no kmalloc cache grown by more than its noise (slab_noise()) or half an
-    object per round, less than 1 MiB more slab and fewer than 100 more
-    vmap areas. The counts are exact; a leak of one object per round shows
-    in the 1,000-cycle test (tests/test_faults.py)."""
+    object per round, less than 1 MiB (and 2 KiB a round) more slab and
+    fewer than 100 more vmap areas. The counts are exact; a leak of one
+    object per round shows in the 1,000-cycle test (tests/test_faults.py)."""
 
     def __init__(self):
         self.nodes = video_nodes()
@@ -326,6 +326,9 @@ class KernelState:
         assert dmabuf_count() == self.dmabufs, line
         assert module_refcnt() == self.refcnt, line
         assert vmaps - self.vmaps < 100, line
-        assert slab - self.slab < 1 << 20, line
+        # Lazily freed vmap areas hold slab until the kernel purges them:
+        # +1.87 MB over 1,000 cycles with 4,230 of them waiting and no
+        # kmalloc cache grown (6.12), so the bound grows with the rounds.
+        assert slab - self.slab < (1 << 20) + rounds * 2048, line
         assert not grown, line
         return line

@@ -376,6 +376,28 @@ static ssize_t capture_queued_show(struct device *d,
 }
 static DEVICE_ATTR_RO(capture_queued);
 
+/*
+ * Frames filled for the consumer that it has not dequeued yet: a producer
+ * whose input has ended waits for 0 before it closes the camera, since a
+ * DQBUF after the node is unregistered gets ENODEV and the frame is lost.
+ */
+static ssize_t capture_done_show(struct device *d,
+				 struct device_attribute *attr, char *buf)
+{
+	struct vb2_queue *q = &vcam_from_device(d)->queue;
+	struct list_head *pos;
+	unsigned long flags;
+	unsigned int n = 0;
+
+	spin_lock_irqsave(&q->done_lock, flags);
+	list_for_each(pos, &q->done_list)
+		n++;
+	spin_unlock_irqrestore(&q->done_lock, flags);
+
+	return sysfs_emit(buf, "%u\n", n);
+}
+static DEVICE_ATTR_RO(capture_done);
+
 static struct attribute *vcam_stats_attrs[] = {
 	&dev_attr_frames_queued.attr,
 	&dev_attr_frames_dequeued.attr,
@@ -388,6 +410,7 @@ static struct attribute *vcam_stats_attrs[] = {
 	&dev_attr_requested_fps.attr,
 	&dev_attr_slots.attr,
 	&dev_attr_capture_queued.attr,
+	&dev_attr_capture_done.attr,
 	NULL
 };
 

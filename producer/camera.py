@@ -13,8 +13,9 @@ closes the control file (the driver removes the camera) and every DMA-BUF.
 import errno
 import os
 import select
+import time
 
-from . import v4l2
+from . import sysfs, v4l2
 from .control import CONTROL_NODE, Control
 from .dmabuf import DmaBuf, NoAllocatorError, alloc, no_allocator_message, system_allocator
 from .errors import limit_message, slot_memory_message
@@ -141,6 +142,18 @@ class VirtualCamera:
                 returned.append(self.ctl.dequeue().index)
             except BlockingIOError:
                 return returned
+
+    def wait_until_taken(self, timeout: float = 3.0, stopped=lambda: False) -> int:
+        """Wait up to TIMEOUT s (or until STOPPED() is true) for the consumer
+        to dequeue every frame filled for it; the frames it still has not
+        dequeued. Closing the camera takes them away (its DQBUF then gets
+        ENODEV), so a run whose input ended waits for this first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = sysfs.counter(self.nr, "capture_done")  # 0 too once the consumer stops streaming
+            if not left or stopped() or time.monotonic() >= deadline:
+                return left
+            time.sleep(0.01)  # a DQBUF wakes nothing here
 
     def close(self) -> None:
         # The control file first: the driver removes the camera and lets go

@@ -22,7 +22,8 @@ RUN_EXAMPLES = """\
 RUN_STATUSES = """\
   0    the run ended: --frames reached (frames are queued only while a
        consumer streams), the input ended (a last frame cut short
-       on standard input is dropped, with a note), or SIGINT/SIGTERM stopped it
+       on standard input is dropped, with a note; the camera closes once the
+       consumer dequeued the last frames, or after 3 s), or SIGINT/SIGTERM stopped it
        at a clean point (the report's stopped_by names the signal)
   1    the camera could not be made or fed: no /dev/vcam, no permission, an
        unreadable input or one without a whole frame, a --share socket in use,
@@ -244,6 +245,9 @@ def cmd_run(args) -> int:
             print(f"vcam-producer run: note: the input ended {source.partial} bytes into frame "
                   f"{report.frames_queued} (a frame is {source.size} bytes); that partial frame was dropped",
                   file=sys.stderr, flush=True)
+        if report.frames_not_taken:
+            print(f"vcam-producer run: note: the consumer had not dequeued the last {report.frames_not_taken} "
+                  "frame(s) when the run ended; they went with the camera", file=sys.stderr, flush=True)
     finally:
         if share:
             share.close()

@@ -63,6 +63,7 @@ class ProducerReport:
     fps: float = 0.0  # frames queued per second while a consumer streamed
     stopped_by: str | None = None  # a signal name, when one ended the run
     source_ended: bool = False
+    frames_not_taken: int = 0  # filled for the consumer, not dequeued by it when the run ended (lost)
     consumers_served: int = 0
     driver: dict = field(default_factory=dict)  # the camera's sysfs counters at the end
 
@@ -306,6 +307,7 @@ class Producer:
                         self.share.serve()
                     elif fd == signals.read_fd:
                         os.read(signals.read_fd, 64)
+            r.frames_not_taken = self.cam.wait_until_taken(stopped=lambda: signals.received is not None)
         finally:
             signals.close()
         end = time.monotonic_ns()

@@ -228,6 +228,7 @@ class Relay:
                         self.share.serve()
                     elif fd == signals.read_fd:
                         os.read(signals.read_fd, 64)
+            r.frames_not_taken = self.cam.wait_until_taken(stopped=lambda: signals.received is not None)
         finally:
             signals.close()
         end = time.monotonic_ns()

@@ -15,8 +15,14 @@ SLOT_STATES = ("idle", "queued", "active", "inflight", "done")  # vcam/slots: "i
 
 def stats(device_nr: int, root: Path = SYSFS_V4L) -> dict[str, int]:
     """The counters of camera N, as integers."""
-    base = root / f"video{device_nr}" / "vcam"
-    return {name: int((base / name).read_text()) for name in COUNTERS}
+    return {name: counter(device_nr, name, root) for name in COUNTERS}
+
+
+def counter(device_nr: int, name: str, root: Path = SYSFS_V4L) -> int:
+    """One of camera N's COUNTERS, or capture_done (frames filled for the
+    consumer and not dequeued yet; not among COUNTERS, which an older
+    module lacks)."""
+    return int((root / f"video{device_nr}" / "vcam" / name).read_text())
 
 
 def video_nodes(root: Path = SYSFS_V4L) -> set[str]:

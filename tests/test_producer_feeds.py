@@ -5,6 +5,7 @@ it, in order; the driver's counters agree; a last frame cut short ends the
 run cleanly; bad input is one line and leaves no camera and no fd. The
 host half is test_producer_feeds_host.py."""
 
+import errno
 import fcntl
 import json
 import os
@@ -15,15 +16,17 @@ import subprocess
 import sys
 import termios
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from producer import formats, integrity
+from producer.capture import Capture
 from producer.pyvirtualcam import Camera, CameraError, PixelFormat
 from producer.uapi import VCAM_STATUS_STREAMING
-from producer.sysfs import stats, video_nodes
+from producer.sysfs import counter, stats, video_nodes
 from producer_procs import CLI, running_producer
 from test_producer_pixels import HEIGHT, TOLERANCE, WIDTH, disagreement, ffmpeg_convert, test_picture
 from vcam_helpers import wait_until
@@ -246,6 +249,66 @@ def test_a_pipe_is_drained_while_nobody_watches_and_ends_cleanly_mid_frame(tmp_p
            "that partial frame was dropped" in notes
     assert len([n for n in notes if "partial frame" in n]) == 1
     assert video_nodes() == before
+
+
+def three_frames_to_a_consumer_that_dequeues(after: float | None) -> tuple[list[bytes], dict, str, int | None]:
+    """A run fed three frames by a pipe, then its end, with a consumer
+    streaming that dequeues nothing until the three are filled and AFTER
+    seconds more (None: never); what it dequeued, the run's report, its
+    standard error, and the errno of a DQBUF once the run had ended."""
+    size = YUYV.frame_size(WIDTH, HEIGHT)
+    frames = [bytes([40 + 60 * n]) * size for n in range(3)]
+    got, failed = [], None
+    with running_producer(["--input", "-", "--size", f"{WIDTH}x{HEIGHT}", "--format", "YUYV", "--fps", "0"],
+                          stdin=bytes(size), stdin_open=True) as producer:
+        producer.wait_event("waiting")
+        nr = producer.ready["device_nr"]
+        with Capture(producer.device) as cap:
+            cap.reqbufs(4)
+            for i in range(cap.count):
+                cap.qbuf(i)
+            cap.streamon()
+            producer.wait_event("streaming")
+            producer.proc.stdin.buffer.write(b"".join(frames))
+            producer.proc.stdin.close()
+            wait_until(lambda: counter(nr, "capture_done") == 3, 60, "the three frames filled for the consumer")
+            if after is not None:
+                time.sleep(after)
+                assert producer.proc.poll() is None, "the run ended while its last frames waited for the consumer"
+                got = [cap.data(cap.dqbuf(timeout=10)) for _ in frames]
+            done = producer.finish(timeout=120)
+            try:
+                cap.dqbuf(timeout=10)
+            except OSError as e:
+                failed = e.errno
+    for i, (frame, sent) in enumerate(zip(got, frames)):
+        assert frame[integrity.HEADER_SIZE:] == sent[integrity.HEADER_SIZE:], f"frame {i} is not the one piped in"
+    return got, done, producer.stderr, failed
+
+
+def test_the_run_closes_the_camera_only_once_the_consumer_dequeued_the_last_frames():
+    """Closing the camera takes away frames filled and not yet dequeued (the
+    consumer's DQBUF gets ENODEV), so a run whose input ended waits for the
+    consumer to dequeue them: a consumer 1 s late still gets all three, and
+    nothing is reported lost."""
+    got, done, stderr, failed = three_frames_to_a_consumer_that_dequeues(after=1.0)
+    assert len(got) == 3
+    assert done["source_ended"] and done["frames_queued"] == 3 and done["frames_not_taken"] == 0
+    assert "went with the camera" not in stderr
+    assert failed == errno.ENODEV
+
+
+def test_a_consumer_that_never_dequeues_holds_the_end_of_the_run_3_s():
+    """A consumer that stops dequeuing does not hold the run for ever: it
+    ends about 3 s after the last frame was filled, the frames left are
+    counted and named in one note, and the consumer's next DQBUF fails."""
+    started = time.monotonic()
+    got, done, stderr, failed = three_frames_to_a_consumer_that_dequeues(after=None)
+    assert not got and done["frames_not_taken"] == 3 and done["frames_queued"] == 3
+    assert "vcam-producer run: note: the consumer had not dequeued the last 3 frame(s) when the run ended; " \
+           "they went with the camera" in stderr
+    assert failed == errno.ENODEV
+    print(f"the run ended {time.monotonic() - started:.1f} s after it started")
 
 
 def unread(pipe) -> int:

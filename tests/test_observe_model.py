@@ -7,6 +7,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -189,6 +191,50 @@ def test_collector_reads_the_source_on_every_scrape():
     exporter.generate_latest(registry)
     exporter.generate_latest(registry)
     assert source.refreshed == 2
+
+
+class SlowSource(FakeSource):
+    """A snapshot that takes until `go` is set, counting how many were taken."""
+
+    def __init__(self, snapshot=None, error=None):
+        super().__init__(snapshot, error)
+        self.go, self.taking, self.taken = threading.Event(), threading.Event(), 0
+
+    def snapshot(self):
+        self.taken += 1
+        self.taking.set()
+        self.go.wait(10)
+        return super().snapshot()
+
+
+@pytest.mark.parametrize("error", [None, RuntimeError("map gone")])
+def test_scrapes_that_arrive_while_a_snapshot_is_taken_share_it(error):
+    """Ten scrapes arriving while one snapshot is taken all get that one
+    (or its failure); a scrape after it takes a new one."""
+    source = SlowSource(sample_snapshot(), error)
+    logged = []
+    registry = exporter.make_registry(source, log=logged.append)
+    results = []
+    first = threading.Thread(target=lambda: results.append(exporter.generate_latest(registry).decode()))
+    first.start()
+    assert source.taking.wait(10)
+    others = [threading.Thread(target=lambda: results.append(exporter.generate_latest(registry).decode()))
+              for _ in range(10)]
+    for t in others:
+        t.start()
+    time.sleep(0.2)  # all ten are waiting for the snapshot under way
+    source.go.set()
+    for t in [first] + others:
+        t.join(10)
+    assert len(results) == 11 and source.taken == 1
+    for text in results:
+        series = samples(text)
+        assert value(series, "vcam_exporter_scrape_success") == (0 if error else 1)
+        assert (value(series, "vcam_frames_queued_total", device="video3") == 10) if not error else \
+            not any(k[0].startswith("vcam_frames") for k in series)
+    assert logged == (["scrape failed: map gone"] * 11 if error else [])
+    exporter.generate_latest(registry)
+    assert source.taken == 2
 
 
 @pytest.mark.parametrize("text,expected", [("127.0.0.1:9477", ("127.0.0.1", 9477)),

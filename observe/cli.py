@@ -133,8 +133,6 @@ def fail(message: str) -> int:
 
 
 def run_export(parser: argparse.ArgumentParser, listen: str | None) -> int:
-    from prometheus_client import start_http_server
-
     from . import exporter
     from .probes import ObserveError, Probes
 
@@ -156,7 +154,7 @@ def run_export(parser: argparse.ArgumentParser, listen: str | None) -> int:
         return fail(str(e))
     log = lambda msg: print(f"vcam-observe: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     try:
-        server, thread = start_http_server(port, addr, registry=exporter.make_registry(source, log=log))
+        server, thread = exporter.serve(exporter.make_registry(source, log=log), addr, port)
     except OSError as e:
         source.close()
         return fail(f"cannot listen on {addr}:{port}: {e.strerror or e}")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,8 @@ from observe import probes as probes_mod
 from observe.btf import BtfError
 from observe.probes import PROBES, program_text
 from labtools import free_port
-from observe_scrape import buckets, samples, value
+from observe_scrape import buckets, fetch, samples, value
+from vcam_helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 VCAM_OBSERVE = [sys.executable, "-m", "observe.cli"]
@@ -208,33 +210,42 @@ class SlowSource(FakeSource):
 
 
 @pytest.mark.parametrize("error", [None, RuntimeError("map gone")])
-def test_scrapes_that_arrive_while_a_snapshot_is_taken_share_it(error):
-    """Ten scrapes arriving while one snapshot is taken all get that one
-    (or its failure); a scrape after it takes a new one."""
+def test_scrapes_that_arrive_while_one_is_answered_share_its_answer(error):
+    """Ten scrapes arriving while one is being answered all get that answer
+    (or its failure) from one snapshot; a scrape after it takes a new one;
+    one asking for another format (OpenMetrics) is answered on its own."""
     source = SlowSource(sample_snapshot(), error)
-    logged = []
-    registry = exporter.make_registry(source, log=logged.append)
-    results = []
-    first = threading.Thread(target=lambda: results.append(exporter.generate_latest(registry).decode()))
-    first.start()
-    assert source.taking.wait(10)
-    others = [threading.Thread(target=lambda: results.append(exporter.generate_latest(registry).decode()))
-              for _ in range(10)]
-    for t in others:
-        t.start()
-    time.sleep(0.2)  # all ten are waiting for the snapshot under way
-    source.go.set()
-    for t in [first] + others:
-        t.join(10)
-    assert len(results) == 11 and source.taken == 1
-    for text in results:
-        series = samples(text)
+    server, thread = exporter.serve(exporter.make_registry(source), "127.0.0.1", free_port())
+    url = f"http://127.0.0.1:{server.server_port}/metrics"
+    try:
+        bodies = []
+        scrape = lambda: bodies.append(fetch(url, timeout=30))  # noqa: E731
+        first = threading.Thread(target=scrape)
+        first.start()
+        assert source.taking.wait(10)
+        threads = threading.active_count()
+        others = [threading.Thread(target=scrape) for _ in range(10)]
+        for t in others:
+            t.start()
+        # all ten are in the server (a thread each there too), waiting for the answer under way
+        wait_until(lambda: threading.active_count() == threads + 20, 10, "the ten scrapes in the server")
+        time.sleep(0.2)
+        source.go.set()
+        for t in [first] + others:
+            t.join(30)
+        assert len(bodies) == 11 and len(set(bodies)) == 1 and source.taken == 1
+        series = samples(bodies[0])
         assert value(series, "vcam_exporter_scrape_success") == (0 if error else 1)
-        assert (value(series, "vcam_frames_queued_total", device="video3") == 10) if not error else \
-            not any(k[0].startswith("vcam_frames") for k in series)
-    assert logged == (["scrape failed: map gone"] * 11 if error else [])
-    exporter.generate_latest(registry)
-    assert source.taken == 2
+        assert value(series, "vcam_frames_queued_total", device="video3") == (None if error else 10)
+        assert fetch(url, timeout=30) and source.taken == 2
+        request = urllib.request.Request(url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            assert r.headers["Content-Type"].startswith("application/openmetrics-text")
+            assert r.read().decode().endswith("# EOF\n")
+        assert source.taken == 3
+    finally:
+        source.go.set()
+        server.shutdown()
 
 
 @pytest.mark.parametrize("text,expected", [("127.0.0.1:9477", ("127.0.0.1", 9477)),

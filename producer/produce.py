@@ -198,7 +198,9 @@ class Producer:
         self.report.frames_queued += 1
 
     def _idle_frame(self, frame, now: int) -> None:
-        """A frame read while nobody streams: held (newest) or dropped."""
+        """A frame read while nobody streams: held (newest), kept to be
+        queued first (wait, a paused source: the consumer stopped while it
+        was being made) or dropped."""
         r = self.report
         if self.while_idle == "newest" and (self._held or self._free):
             if self._held:
@@ -208,6 +210,8 @@ class Producer:
                 index = self._free.popleft()
             self._fill(index, r.frames_queued, frame, now)
             self._held = (index, now)
+        elif self.while_idle == "wait" and not self.source.live and self._next is None:
+            self._next = frame
         else:
             r.frames_dropped += 1
 

@@ -210,6 +210,7 @@ def test_exporter_under_scrape_load(exporter, cameras):
                            "max": round(max(ok), 4)} if ok else None,
         "rss_bytes": {"first_window_median": statistics.median(first), "last_window_median": statistics.median(last),
                       "first_window_max": max(first), "last_window_max": max(last), "window_seconds": window},
+        "rss_mib_every_5_s": [round(r / (1 << 20), 1) for t, r in samples[::10]],
         "frames_delivered": frames, "kernel": os.uname().release,
     }
     print("\nexporter under load:", json.dumps(report, indent=1))

@@ -144,6 +144,39 @@ def test_a_paused_file_that_was_shown_whole_ends_the_run_with_nobody_watching():
     assert [name for name, _ in events] == ["waiting", "streaming", "waiting"]
 
 
+class StopsTheConsumerAtFrame(CountingSource):
+    """A paused source during whose frame N the consumer stops streaming,
+    to start again 0.2 s later."""
+
+    def __init__(self, n: int):
+        super().__init__(live=False)
+        self.n, self.cam = n, None
+
+    def frame(self, n: int) -> Frame | None:
+        if n == self.n and self.cam.streaming:
+            self.cam.streaming = False
+            threading.Timer(0.2, lambda: setattr(self.cam, "streaming", True)).start()
+        return super().frame(n)
+
+
+def test_wait_keeps_a_frame_made_as_the_consumer_stopped_and_queues_it_first():
+    """The consumer stops while a frame of a paused source is being made
+    (after the loop saw it streaming, before the QUEUE): that frame is not
+    dropped but queued first when a consumer streams again, so the
+    consumers get every frame, in order."""
+    source = StopsTheConsumerAtFrame(2)
+    cam = source.cam = StandInCamera(source.size)
+    cam.streaming = True
+    try:
+        report = Producer(cam, source, fps=100, frames=5, while_idle="wait").run()
+    finally:
+        cam.close()
+    assert source.taken == [0, 1, 2, 3, 4]
+    assert [h.sequence for _, h in cam.queued] == [0, 1, 2, 3, 4]
+    assert [int(cam.bufs[i].data[-1]) for i, _ in cam.queued[-1:]] == [4]
+    assert (report.frames_dropped, report.consumer_starts) == (0, 2)
+
+
 def test_wait_drains_a_live_source_at_the_pace_and_drops_it():
     source = CountingSource(live=True)
     cam, report, events = run(source, "wait", 0.3, frames=3, fps=100)

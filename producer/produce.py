@@ -159,7 +159,7 @@ class Producer:
         self._slot_key: list = [None] * cam.slots  # which source frame each slot holds
         self._watched: int | None = None  # the source's fd while poll() waits for it
         self._held: tuple[int, int] | None = None  # newest: (slot, timestamp) written while idle, not queued
-        self._next = None  # wait: the source's next frame, read ahead while idle (Source.ends)
+        self._next = None  # wait: the source's next frame, read ahead while idle (Source.ends) or made as the consumer stopped
 
     def _fill(self, index: int, n: int, frame, timestamp: int) -> None:
         buf = self.cam.bufs[index]
@@ -316,7 +316,9 @@ class Producer:
             signals.close()
         end = time.monotonic_ns()
         self.watch.close(end)
-        r.frames_dropped += self._next is not None  # read ahead, and nobody came for it
+        # Read ahead from an input that ends, and nobody came for it. (A paused source that never
+        # ends, a pattern, stops at the frame it kept: nothing a consumer could see was lost.)
+        r.frames_dropped += self._next is not None and self.source.ends
         if self._held:  # a frame nobody came for
             r.frames_dropped += 1
             self._free.append(self._held[0])

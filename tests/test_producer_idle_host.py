@@ -150,12 +150,13 @@ class StopsTheConsumerAtFrame(CountingSource):
 
     def __init__(self, n: int):
         super().__init__(live=False)
-        self.n, self.cam = n, None
+        self.n, self.cam, self.restarts = n, None, True
 
     def frame(self, n: int) -> Frame | None:
         if n == self.n and self.cam.streaming:
             self.cam.streaming = False
-            threading.Timer(0.2, lambda: setattr(self.cam, "streaming", True)).start()
+            if self.restarts:
+                threading.Timer(0.2, lambda: setattr(self.cam, "streaming", True)).start()
         return super().frame(n)
 
 
@@ -175,6 +176,25 @@ def test_wait_keeps_a_frame_made_as_the_consumer_stopped_and_queues_it_first():
     assert [h.sequence for _, h in cam.queued] == [0, 1, 2, 3, 4]
     assert [int(cam.bufs[i].data[-1]) for i, _ in cam.queued[-1:]] == [4]
     assert (report.frames_dropped, report.consumer_starts) == (0, 2)
+
+
+def test_a_frame_kept_for_a_consumer_that_never_came_back_is_not_a_drop_of_a_pattern():
+    """The run ends (SIGTERM) with the frame made as the consumer stopped
+    still kept: a pattern pauses at that frame, nothing was lost."""
+    source = StopsTheConsumerAtFrame(2)
+    source.restarts = False
+    cam = source.cam = StandInCamera(source.size)
+    cam.streaming = True
+    stopper = threading.Timer(0.5, lambda: os.kill(os.getpid(), 15))
+    stopper.start()
+    try:
+        report = Producer(cam, source, fps=100, while_idle="wait").run()
+    finally:
+        stopper.cancel()
+        cam.close()
+    assert report.stopped_by == "SIGTERM" and source.taken == [0, 1, 2]
+    assert [h.sequence for _, h in cam.queued] == [0, 1]
+    assert (report.frames_dropped, report.consumer_starts) == (0, 1)
 
 
 def test_wait_drains_a_live_source_at_the_pace_and_drops_it():

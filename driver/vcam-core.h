@@ -8,6 +8,7 @@
 
 #include <linux/build_bug.h>
 #include <linux/dma-fence.h>
+#include <linux/iosys-map.h>
 #include <linux/list.h>
 #include <linux/mutex.h>
 #include <linux/spinlock.h>
@@ -119,6 +120,11 @@ enum vcam_path {
  * @last_dbuf: the DMA-BUF last queued into this slot, referenced until the
  *	slot is queued with another one or the camera goes away: the producer
  *	writes into it, so it is never a copy target
+ * @last_map: @last_dbuf mapped for the CPU, made by the copy path at its
+ *	first copy from it and kept until @last_dbuf changes: mapping and
+ *	unmapping on every frame costs as much as copying a small one. Only the
+ *	frame path maps it (while the slot is queued); it is unmapped where
+ *	@last_dbuf is dropped
  * @own_dbuf: the slot's driver-allocated buffer, a DMA-BUF exported by vcam
  *	(vcam-slotbuf.c), or NULL until first used; set once with cmpxchg(),
  *	referenced until the control file is released
@@ -137,6 +143,7 @@ struct vcam_out_buf {
 	struct list_head list;
 	struct dma_buf *dbuf;
 	struct dma_buf *last_dbuf;
+	struct iosys_map last_map;
 	struct dma_buf *own_dbuf;
 	struct vcam_cap_buf *cap;
 	u64 timestamp;

@@ -355,6 +355,7 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 {
 	u32 sizeimage = dev->fmt.sizeimage;
 	struct dma_buf *old_dbuf = NULL;
+	struct iosys_map old_map = {};
 	struct vcam_out_buf *out;
 	struct dma_buf *dbuf;
 	u32 length, need;
@@ -399,6 +400,8 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 	} else {
 		if (dbuf != out->last_dbuf) {
 			old_dbuf = out->last_dbuf;
+			old_map = out->last_map;
+			iosys_map_clear(&out->last_map);
 			out->last_dbuf = dbuf;
 			get_dma_buf(dbuf);
 		}
@@ -414,8 +417,11 @@ noinline __noclone int vcam_out_queue(unsigned int dev_nr,
 	if (ret)
 		goto put_dbuf;
 
-	if (old_dbuf)
+	if (old_dbuf) {
+		if (!iosys_map_is_null(&old_map))
+			vcam_dma_buf_vunmap(old_dbuf, &old_map);
 		dma_buf_put(old_dbuf);
+	}
 	vcam_kick(dev);
 	return 0;
 
@@ -539,6 +545,15 @@ void vcam_frames_release(struct vcam_device *dev)
 	struct dma_buf *dbufs[2 * VCAM_MAX_FRAMES];
 	unsigned int i, n = 0;
 
+	/* Nothing maps or queues any more: unmapping may sleep, so first */
+	for (i = 0; i < dev->nr_slots; i++) {
+		struct vcam_out_buf *out = &dev->slots[i];
+
+		if (!iosys_map_is_null(&out->last_map))
+			vcam_dma_buf_vunmap(out->last_dbuf, &out->last_map);
+		iosys_map_clear(&out->last_map);
+	}
+
 	spin_lock(&dev->slock);
 	for (i = 0; i < dev->nr_slots; i++) {
 		struct vcam_out_buf *out = &dev->slots[i];
@@ -612,7 +627,6 @@ noinline __noclone int vcam_copy(unsigned int dev_nr, u32 out_index,
 {
 	struct vb2_buffer *vb = &cap->vb.vb2_buf;
 	struct dma_buf *cap_dbuf = vcam_cap_dbuf(cap);
-	struct iosys_map map;
 	void *vaddr;
 	int ret;
 
@@ -634,28 +648,29 @@ noinline __noclone int vcam_copy(unsigned int dev_nr, u32 out_index,
 	if (!vaddr || vb2_plane_size(vb, 0) < bytes)
 		return -EFAULT;
 
-	ret = vcam_dma_buf_vmap(out->dbuf, &map);
-	if (ret)
-		return ret;
+	/* out->dbuf is out->last_dbuf while the slot is queued */
+	if (iosys_map_is_null(&out->last_map)) {
+		ret = vcam_dma_buf_vmap(out->dbuf, &out->last_map);
+		if (ret)
+			return ret;
+	}
 
 	ret = dma_buf_begin_cpu_access(out->dbuf, DMA_FROM_DEVICE);
 	if (ret)
-		goto vunmap;
+		return ret;
 	if (cap_dbuf) {
 		ret = dma_buf_begin_cpu_access(cap_dbuf, DMA_TO_DEVICE);
 		if (ret)
 			goto end_out_access;
 	}
 
-	iosys_map_memcpy_from(vaddr, &map, 0, bytes);
+	iosys_map_memcpy_from(vaddr, &out->last_map, 0, bytes);
 	vb2_set_plane_payload(vb, 0, bytes);
 
 	if (cap_dbuf)
 		dma_buf_end_cpu_access(cap_dbuf, DMA_TO_DEVICE);
 end_out_access:
 	dma_buf_end_cpu_access(out->dbuf, DMA_FROM_DEVICE);
-vunmap:
-	vcam_dma_buf_vunmap(out->dbuf, &map);
 	return ret;
 }
 

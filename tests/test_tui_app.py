@@ -9,7 +9,7 @@ from prometheus_client import start_http_server
 
 from observe import exporter, metrics
 from observe.cli import build_parser
-from observe.top.app import DetailScreen, HelpScreen, TopApp
+from observe.top.app import DetailScreen, HelpScreen, Polled, SourceDown, TopApp
 from observe.top.sources import UrlSource
 from labtools import free_port
 from tui_scripted import ScriptedSource, camera, poll, screen_text, steady, sync
@@ -178,6 +178,17 @@ async def test_source_down_shows_banner_keeps_values_and_recovers():
         assert not banner.display
         assert "SOURCE DOWN" not in screen_text(app)
         assert column(app, "fps") == ["30.0"]       # 90 frames over the 3 s gap
+
+
+@sync
+async def test_a_reading_that_arrives_after_exit_is_dropped_quietly():
+    # the poll worker's reading can land after the screen is gone
+    app, ctx = app_for(steady(3, 3))
+    async with ctx as pilot:
+        await poll(pilot, 1)
+        reading = app.source.read()
+    app.on_polled(Polled(reading))
+    app.on_source_down(SourceDown("gone"))
 
 
 @sync

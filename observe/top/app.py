@@ -14,6 +14,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
@@ -352,7 +353,10 @@ class TopApp(App):
         self.sub_title = " | ".join(p for p in parts if p)
 
     def refresh_views(self) -> None:
-        banner = self.w("#banner")
+        try:
+            banner = self.w("#banner")
+        except (NoMatches, IndexError):
+            return  # a reading that lands as the app exits: its screen is torn down or gone
         banner.update(Text(self.banner_text))
         banner.display = bool(self.banner_text)
         table = self.w("#cameras")

@@ -234,6 +234,12 @@ def slab_bytes() -> tuple[int, dict[str, int]]:
     return total, counts
 
 
+def object_sizes() -> dict[str, int]:
+    """Each slab cache's object size in bytes."""
+    return {f[0]: int(f[3]) for f in (line.split() for line in
+                                      Path("/proc/slabinfo").read_text().splitlines()[2:])}
+
+
 # Objects a cache moved by without a leak, even settled: up to 334
 # (kmalloc-96 over 200 cycles on 6.12; kmalloc-64 by 151 there, kmalloc-96
 # by 121 after a fuzz run), as deferred frees and lazily purged vmap areas
@@ -303,6 +309,14 @@ class KernelState:
         return {k: counts.get(k, 0) - v for k, v in self.counts.items()
                 if k.startswith("kmalloc") and counts.get(k, 0) - v > max(noise[k], rounds * 3 // 4)}
 
+    def grown_most(self, top: int = 5) -> str:
+        """The caches that grew by the most bytes, to name where a total
+        went (any cache, not only kmalloc)."""
+        _, counts = slab_bytes()
+        sizes = object_sizes()
+        grown = sorted(((counts[k] - self.counts.get(k, 0)) * sizes[k], k) for k in counts)[::-1][:top]
+        return ", ".join(f"{k} {b:+,} B" for b, k in grown if b > 0) or "none"
+
     def check(self, what: str = "", rounds: int = 0) -> str:
         """Assert that everything is back after ROUNDS rounds of the same
         work (a leak in each round is that many objects); returns one line
@@ -318,7 +332,7 @@ class KernelState:
         slab, _ = slab_bytes()
         vmaps = vmalloc_areas()
         grown = self.kmalloc_grown(rounds)
-        line = (f"{what}: slab {self.slab} -> {slab} bytes; vmap areas {self.vmaps} -> {vmaps} "
+        line = (f"{what}: slab {self.slab} -> {slab} bytes (grown most: {self.grown_most()}); vmap areas {self.vmaps} -> {vmaps} "
                 f"(unpurged {self.unpurged} -> {vmalloc_areas(unpurged=True)}); "
                 f"DMA-BUFs {self.dmabufs} -> {dmabuf_count()}; vcam refcnt {self.refcnt} -> {module_refcnt()}; "
                 f"video nodes {sorted(self.nodes)} -> {sorted(video_nodes())}; kmalloc caches grown: {grown}")

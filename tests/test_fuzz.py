@@ -84,9 +84,9 @@ def reload_vcam() -> None:
 # --- the run ------------------------------------------------------------------
 
 
-def fuzz_once(binary: Path, log: Path) -> None:
+def fuzz_once(binary: Path, log: Path) -> dict[str, int]:
     """One run of the fuzzer, checked: exit 0, the deep states reached,
-    nothing left open."""
+    nothing left open. Returns its successful calls per call name."""
     cmd = [str(binary), "--seed", SEED, "--seconds", str(SECONDS), "--threads", str(THREADS),
            "--hang", str(HANG_SECONDS), *EXTRA_ARGS]
     print(" ".join(cmd), flush=True)
@@ -105,6 +105,7 @@ def fuzz_once(binary: Path, log: Path) -> None:
         assert ok.get(call, 0) > 0, f"no successful {call} in {SECONDS:g} s (seed {SEED})"
 
     assert open_device_files() == []
+    return ok
 
 
 def test_fuzz_leaves_the_system_as_it_was(tmp_path):
@@ -112,6 +113,10 @@ def test_fuzz_leaves_the_system_as_it_was(tmp_path):
     binary = fuzzer(out_dir)
     subprocess.run(["modprobe", "vgem"], check=False)  # one more DMA-BUF exporter, where there is one
     before = KernelState()
-    fuzz_once(binary, out_dir / "fuzz.log")
-    before.check(f"vcam-fuzz --seed {SEED}")
+    ok = fuzz_once(binary, out_dir / "fuzz.log")
+    # A camera made and a DMA-BUF exported are the fuzzer's rounds: each
+    # leaves objects freed lazily (its nodes, its file), as a cycle of the
+    # fault tests does (6.1: +1.06 MB of slab, no kmalloc cache grown,
+    # after 20 s; a 20 s run on 6.12 made 62 cameras and 303 exports)
+    before.check(f"vcam-fuzz --seed {SEED}", rounds=ok["CREATE"] + ok["EXPORT"])
     reload_vcam()

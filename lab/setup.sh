@@ -128,15 +128,21 @@ fi
 
 # The virtualenv: Debian's python with system site packages so that bcc
 # (python3-bpfcc) imports; the project installed editable with the lab's
-# tools and make bench's plotting. Reinstalled only when pyproject.toml changes.
+# tools and make bench's plotting. Reinstalled only when pyproject.toml or
+# the install mode changes. The compat mode puts the checkout on sys.path
+# with a plain .pth line: the default mode's import hook cost every Python
+# process in a guest a second (its imports read over 9p, under emulation).
 if [ ! -x "$venv/bin/python" ]; then
 	say "creating $venv"
 	"$system_python" -m venv --system-site-packages "$venv"
 fi
-want_stamp=$(sha256sum "$top/pyproject.toml" | cut -d' ' -f1)
+editable_mode=compat
+pyproject_sha=$(sha256sum "$top/pyproject.toml" | cut -d' ' -f1)
+want_stamp="$pyproject_sha $editable_mode"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want_stamp" ]; then
 	say "installing the Python packages into $venv"
-	"$venv/bin/pip" install -q --disable-pip-version-check -e "$top[dev,bench]"
+	"$venv/bin/pip" install -q --disable-pip-version-check \
+		--config-settings editable_mode=$editable_mode -e "$top[dev,bench]"
 	echo "$want_stamp" >"$stamp"
 fi
 
@@ -144,11 +150,11 @@ fi
 # machine without it would, WHEELS=DIR): the Python dependencies wait
 # here as wheels. Refetched only when pyproject.toml changes.
 wheels="$top/build/wheels"
-if [ "$(cat "$wheels/.pyproject-sha256" 2>/dev/null)" != "$want_stamp" ]; then
+if [ "$(cat "$wheels/.pyproject-sha256" 2>/dev/null)" != "$pyproject_sha" ]; then
 	say "downloading the Python wheels for the guest's make install into $wheels"
 	rm -rf "$wheels"
 	"$top/install/install.sh" wheels "$wheels"
-	echo "$want_stamp" >"$wheels/.pyproject-sha256"
+	echo "$pyproject_sha" >"$wheels/.pyproject-sha256"
 fi
 
 # The debug kernel is built from source (it needs the virtualenv's

@@ -16,7 +16,6 @@ import contextlib
 import signal
 import textwrap
 import threading
-from importlib import metadata
 
 DISTRIBUTION = "vcam"  # [project] name in pyproject.toml
 
@@ -26,6 +25,8 @@ SIGINT_STATUS, SIGTERM_STATUS = 128 + signal.SIGINT, 128 + signal.SIGTERM
 
 def version() -> str:
     """The installed distribution's version; pyproject.toml holds the one copy."""
+    from importlib import metadata  # only for --version: importing it costs a second under emulation
+
     try:
         return metadata.version(DISTRIBUTION)
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
@@ -44,8 +45,20 @@ exit status:
 """
 
 
+class _PrintVersion(argparse.Action):
+    """--version, with the version looked up only when asked for."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest, nargs=0, default=default,
+                         help=help or "show program's version number and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog} {version()}")
+        parser.exit()
+
+
 def add_version(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    parser.add_argument("--version", action=_PrintVersion)
 
 
 def epilog(examples: str, statuses: str, note: str = "") -> str:

@@ -26,6 +26,7 @@ VENV_BIN = TOP / ".venv" / "bin"
 GST_PLUGINS = TOP / "producer" / "gstreamer"   # python/vcamsink.py
 DRIVER = TOP / "driver"
 RUNS = TOP / "build" / "vm"
+PYTHON_DIRS = ["producer", "observe", "tests", "bench", "dashboards"]
 
 # Kernel series the runner knows how to boot. Each maps to the version
 # pattern of Debian's installed image and headers (lab/setup.sh installs
@@ -351,6 +352,15 @@ class Tail:
             self.stream.flush()
 
 
+def compile_python():
+    """Byte-compile the project's Python on the host. The tree is read-only
+    in the guest, where a module without its .pyc is compiled again by
+    every process that imports it, under emulation."""
+    python = VENV_BIN / "python"
+    subprocess.run([str(python if python.exists() else sys.executable), "-m", "compileall", "-q",
+                    *(str(TOP / d) for d in PYTHON_DIRS)], check=False, stdout=subprocess.DEVNULL)
+
+
 def run(args):
     kernel = find_kernel(args.kernel)
     if args.build_driver:
@@ -370,6 +380,7 @@ def run(args):
         raise RunnerError("--icount counts instructions under TCG; it cannot run with --accel kvm")
 
     module = None if args.no_driver else build_driver(kernel)
+    compile_python()
 
     RUNS.mkdir(parents=True, exist_ok=True)
     run_dir = RUNS / f"run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
